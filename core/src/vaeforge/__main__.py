@@ -1,0 +1,5 @@
+"""``python -m vaeforge`` is the ``vaeforge`` command."""
+
+from vaeforge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""The plugin manager: finds plugins, loads them one by one, builds the registry.
+
+Plugins are modules named by entry points in the ``vaeforge`` group; the
+core's own components come from :data:`BUILTIN_PLUGINS`, registered through
+the very same hooks. Loading is fault tolerant: a plugin that fails to import,
+fails to validate (a hookimpl with an unknown name or argument) or raises
+while registering is recorded in :attr:`PluginManager.failures` and reported
+as one warning line, and every other plugin still loads. A run whose config
+names a component of a failed plugin then stops with an error naming the
+plugin, its distribution, version and the cause
+(see :meth:`vaeforge.registry.Registry.get`).
+
+Environment variables:
+
+``VAEFORGE_DISABLE_PLUGIN_AUTOLOAD=1``
+    load no entry points, only the built-ins.
+``VAEFORGE_PLUGINS=a,b``
+    load only these entry points (``""`` loads none).
+``VAEFORGE_DISABLE_PLUGINS=a,b``
+    never load these entry points.
+``VAEFORGE_STRICT_PLUGINS=1``
+    any plugin failure is an error instead of a warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from importlib import metadata
+from types import ModuleType
+
+import attrs
+import pluggy
+
+from vaeforge import hookspecs
+from vaeforge.errors import PluginError
+from vaeforge.registry import Registry
+
+ENTRY_POINT_GROUP = "vaeforge"
+BUILTIN_PLUGINS: tuple[str, ...] = ("vaeforge.builtin.plugin",)
+BUILTIN_NAME = "vaeforge"
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load and was skipped."""
+
+
+@attrs.define
+class PluginInfo:
+    """What is known about one plugin, loaded or not.
+
+    :param name: the entry-point name (``vaeforge`` for the built-ins).
+    :param module: the module the entry point names.
+    :param distribution: the distribution that declares it, if any.
+    :param version: that distribution's version.
+    :param error: why it failed to load, or None when it loaded.
+    """
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        """``'name' (dist 1.0)`` for messages."""
+        if self.distribution:
+            return f"plugin {self.name!r} ({self.distribution} {self.version})"
+        return f"plugin {self.name!r} ({self.module})"
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager for the ``vaeforge`` hooks that remembers where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    @property
+    def failures(self) -> dict[str, PluginInfo]:
+        """Plugins that failed to import, validate or register, by name."""
+        return {name: info for name, info in self.infos.items() if info.error is not None}
+
+    def add_plugin(self, module: ModuleType | object, info: PluginInfo) -> bool:
+        """Register one plugin and validate its hookimpls; on failure record it and return False."""
+        self.infos[info.name] = info
+        try:
+            self.register(module, name=info.name)
+        except pluggy.PluginValidationError as exc:
+            self.fail(info.name, exc)
+            return False
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.unregister(name=info.name)
+            self.fail(info.name, exc)
+            return False
+        return True
+
+    def fail(self, name: str, cause: BaseException | str) -> None:
+        """Record that plugin ``name`` failed, and warn (or raise in strict mode)."""
+        info = self.infos[name]
+        text = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        info.error = " ".join(str(text).split())
+        message = f"{info.describe()} failed to load and was skipped: {info.error}"
+        if os.environ.get("VAEFORGE_STRICT_PLUGINS") == "1":
+            raise PluginError(message)
+        warnings.warn(message, PluginWarning, stacklevel=2)
+
+
+def _names_from_env(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def load_entry_points(pm: PluginManager) -> None:
+    """Import and register every allowed plugin of the ``vaeforge`` entry-point group."""
+    allowed = _names_from_env("VAEFORGE_PLUGINS")
+    denied = _names_from_env("VAEFORGE_DISABLE_PLUGINS") or set()
+    found: set[str] = set()
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        found.add(entry_point.name)
+        if (allowed is not None and entry_point.name not in allowed) or entry_point.name in denied:
+            continue
+        if entry_point.name in pm.infos:
+            continue  # the same entry point seen through two paths on sys.path
+        dist = entry_point.dist
+        info = PluginInfo(
+            name=entry_point.name,
+            module=entry_point.value,
+            distribution=dist.name if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+        try:
+            module = entry_point.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            pm.infos[info.name] = info
+            pm.fail(info.name, exc)
+            continue
+        pm.add_plugin(module, info)
+    for name in sorted((allowed or set()) - found):
+        warnings.warn(f"VAEFORGE_PLUGINS names {name!r}, but no such plugin is installed", PluginWarning, stacklevel=2)
+
+
+def make_plugin_manager(*, autoload: bool | None = None) -> PluginManager:
+    """A manager with the built-ins registered and, unless disabled, every installed plugin.
+
+    :param autoload: load entry points; defaults to True unless
+        ``VAEFORGE_DISABLE_PLUGIN_AUTOLOAD=1`` is set.
+    """
+    pm = PluginManager()
+    for module_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.add_plugin(module, PluginInfo(name=BUILTIN_NAME, module=module_name, distribution="vaeforge",
+                                         version=_version("vaeforge")))
+    if autoload is None:
+        autoload = os.environ.get("VAEFORGE_DISABLE_PLUGIN_AUTOLOAD") != "1"
+    if autoload:
+        load_entry_points(pm)
+    return pm
+
+
+def build_registry(pm: PluginManager) -> Registry:
+    """Call every registration hook of every loaded plugin and return the filled registry.
+
+    Each plugin's hookimpl is called on its own, with a ``register`` callback
+    bound to that plugin, in registration order (built-ins first). A plugin
+    that raises, or registers a name another plugin already took, is recorded
+    as failed and all its components are removed again.
+    """
+    registry = Registry(failures=pm.failures)
+    for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name in pm.failures:
+                continue
+            register = registry.bound(kind, impl.plugin_name)
+            try:
+                impl.function(**{arg: register for arg in impl.argnames})
+            except Exception as exc:
+                registry.record_failure(impl.plugin_name)
+                pm.fail(impl.plugin_name, f"{hook_name}: {type(exc).__name__}: {exc}")
+    registry.failures = pm.failures
+    return registry
+
+
+def load_registry(*, autoload: bool | None = None) -> tuple[PluginManager, Registry]:
+    """The usual start of every command: a plugin manager and its registry."""
+    pm = make_plugin_manager(autoload=autoload)
+    return pm, build_registry(pm)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "PluginManager",
+    "PluginWarning",
+    "build_registry",
+    "load_entry_points",
+    "load_registry",
+    "make_plugin_manager",
+]

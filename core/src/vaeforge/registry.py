@@ -1,0 +1,197 @@
+"""Named components, one namespace per kind.
+
+Plugins fill the registry through the ``register_<kind>s`` hooks; the config
+refers to components only by these names. A registry never imports the heavy
+parts of a component until it is built: a factory may be given as a
+``"package.module:attribute"`` string that is imported on first use.
+
+Factory calling conventions (the arguments each kind's factory receives):
+
+==============  ===================================================================
+kind            factory call
+==============  ===================================================================
+model           ``factory(config, data_info)`` -> ``torch.nn.Module``
+loss            ``factory(config)`` -> loss term (see :mod:`vaeforge.api`)
+callback        ``factory(config)`` -> callback object
+data_source     ``factory(config)`` -> :class:`vaeforge.api.DataSource`
+logger          ``factory(config, run_dir)`` -> logger object
+optimizer       ``factory(params, config)`` -> ``torch.optim.Optimizer``
+scheduler       ``factory(optimizer, config, total_steps)`` -> LR scheduler
+schedule        ``factory(config)`` -> callable ``(step, epoch, steps_per_epoch) -> float``
+metric          ``factory(config)`` -> metric object
+preset          not called: the "factory" is a path to a YAML file or a mapping
+==============  ===================================================================
+
+``config`` is the instance of the component's config class structured from
+the run config's ``params``; a component registered without a config class
+takes no parameters (its factory receives None, and any ``params`` given for
+it in a config file is an error).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from vaeforge.errors import ComponentError, PluginError, UserError, did_you_mean
+
+KINDS: tuple[str, ...] = (
+    "model",
+    "loss",
+    "callback",
+    "data_source",
+    "logger",
+    "optimizer",
+    "scheduler",
+    "schedule",
+    "metric",
+    "preset",
+)
+"""Every component kind, in the order the ``register_<kind>s`` hooks run."""
+
+
+@attrs.frozen
+class Component:
+    """One registered component.
+
+    :param kind: one of :data:`KINDS`.
+    :param name: the name configs use.
+    :param factory: a callable, or a ``"module:attribute"`` import string.
+    :param config: the attrs class its ``params`` are structured into, or None.
+    :param plugin: the name of the plugin that registered it.
+    """
+
+    kind: str
+    name: str
+    factory: Any
+    config: type | None
+    plugin: str
+
+    def load(self) -> Any:
+        """Return the factory, importing it first if it was given as a string."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module_name, _, attribute = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    @property
+    def doc(self) -> str:
+        """The first line of the config class's (or factory's) docstring."""
+        source = self.config if self.config is not None else self.factory
+        text = (getattr(source, "__doc__", None) or "").strip() if not isinstance(source, str) else ""
+        return text.splitlines()[0] if text else ""
+
+
+class Registry:
+    """Components by kind and name. Names are unique within a kind."""
+
+    def __init__(self, failures: Mapping[str, Any] | None = None) -> None:
+        self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self.failures: Mapping[str, Any] = failures or {}
+        """Plugins that failed to load, by name (``PluginInfo`` objects with ``describe()`` and ``error``)."""
+        self._orphans: dict[tuple[str, str], str] = {}
+
+    def register(
+        self,
+        kind: str,
+        name: str,
+        factory: Any,
+        config: type | None = None,
+        *,
+        plugin: str,
+    ) -> Component:
+        """Add one component; a name already taken in ``kind`` is an error naming both plugins."""
+        if kind not in self._components:
+            raise ComponentError(f"plugin {plugin!r}: unknown component kind {kind!r}{did_you_mean(kind, KINDS)}")
+        if not isinstance(name, str) or not name:
+            raise ComponentError(f"plugin {plugin!r}: a {kind} name must be a non-empty string, got {name!r}")
+        if config is not None and not attrs.has(config):
+            raise ComponentError(
+                f"plugin {plugin!r}: {kind} {name!r}: config must be an attrs class, got {config!r}"
+            )
+        existing = self._components[kind].get(name)
+        if existing is not None:
+            raise ComponentError(
+                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
+            )
+        component = Component(kind=kind, name=name, factory=factory, config=config, plugin=plugin)
+        self._components[kind][name] = component
+        return component
+
+    def record_failure(self, plugin: str) -> None:
+        """Remove every component ``plugin`` registered because the plugin failed midway.
+
+        The removed names are remembered, so asking for one of them later is
+        an error naming the failed plugin rather than "unknown".
+        """
+        for kind, components in self._components.items():
+            for name in [n for n, c in components.items() if c.plugin == plugin]:
+                del components[name]
+                self._orphans[(kind, name)] = plugin
+
+    def get(self, kind: str, name: str) -> Component:
+        """Return the component, or raise listing what is available with a did-you-mean."""
+        try:
+            return self._components[kind][name]
+        except KeyError:
+            pass
+        orphan_of = self._orphans.get((kind, name))
+        if orphan_of is not None and orphan_of in self.failures:
+            info = self.failures[orphan_of]
+            raise PluginError(f"{kind} {name!r} comes from {info.describe()}, which failed to load: {info.error}")
+        available = sorted(self._components.get(kind, {}))
+        listing = ", ".join(available) if available else "none"
+        message = f"unknown {kind} {name!r}{did_you_mean(name, available)} (available: {listing})"
+        if self.failures:
+            failed = "; ".join(f"{info.describe()}: {info.error}" for info in self.failures.values())
+            message += f"; plugins that failed to load and may provide it: {failed}"
+        raise ComponentError(message)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        kind, name = key
+        return name in self._components.get(kind, {})
+
+    def build(self, kind: str, name: str, params: Any, *args: Any) -> Any:
+        """Build component ``name`` of ``kind`` with its structured ``params`` (None without a config class).
+
+        Follows the calling conventions in this module's docstring. A factory
+        that raises ValueError, TypeError, KeyError or FileNotFoundError is
+        reported as a :class:`~vaeforge.errors.ComponentError` naming the
+        component and its plugin.
+        """
+        component = self.get(kind, name)
+        factory = component.load()
+        try:
+            if kind in ("optimizer", "scheduler"):
+                return factory(args[0], params, *args[1:])
+            return factory(params, *args)
+        except UserError:
+            raise
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+            raise ComponentError(f"{kind} {name!r} (plugin {component.plugin!r}): {exc}") from exc
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names registered for ``kind``."""
+        return sorted(self._components[kind])
+
+    def components(self, kind: str | None = None) -> Iterator[Component]:
+        """Every component, or those of one kind, sorted by kind then name."""
+        kinds = KINDS if kind is None else (kind,)
+        for k in kinds:
+            for name in sorted(self._components[k]):
+                yield self._components[k][name]
+
+    def bound(self, kind: str, plugin: str) -> Callable[..., Component]:
+        """The ``register(name, factory, config=None)`` callback handed to one plugin's hook."""
+
+        def register(name: str, factory: Any, config: type | None = None) -> Component:
+            return self.register(kind, name, factory, config, plugin=plugin)
+
+        register.__doc__ = f"Register a {kind} named ``name`` on behalf of plugin {plugin!r}."
+        return register

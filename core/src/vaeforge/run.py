@@ -1,0 +1,121 @@
+"""Run folders: creating one safely, training in it, resuming it, reading it back.
+
+A run folder holds ``config.yaml`` (the fully resolved config),
+``metrics.jsonl``, ``checkpoints/``, ``plots/``, ``samples/`` and
+``train.log``. Nothing is created before the config has loaded, and a write
+probe makes an unwritable folder an error at the start, not at the first
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+
+from vaeforge.config import RunConfig, config_to_yaml, load_config
+from vaeforge.errors import RunFolderError
+from vaeforge.registry import Registry
+
+log = logging.getLogger("vaeforge")
+
+
+def default_run_dir(config: RunConfig, base: Path | None = None) -> Path:
+    """``runs/<name>/<timestamp>`` under ``base`` (the working directory by default)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = (base or Path.cwd()) / "runs" / config.name / stamp
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = folder.with_name(f"{stamp}-{suffix}")
+    return folder
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``; a failure is a RunFolderError naming the folder."""
+    probe = folder / ".vaeforge-write-probe"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"x" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(f"{folder}: run folder is not writable: {exc.strerror or exc}") from None
+
+
+def prepare_run_dir(folder: Path, config: RunConfig) -> Path:
+    """Create a new run folder and write its ``config.yaml``; refuses a folder that already holds a run."""
+    folder = Path(folder)
+    if (folder / "config.yaml").exists():
+        raise RunFolderError(f"{folder}: already holds a run; continue it with 'vaeforge resume {folder}' "
+                             "or choose another --run-dir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"{folder}: cannot create the run folder: {exc.strerror or exc}") from None
+    probe_writable(folder)
+    tmp = folder / ".config.yaml.tmp"
+    try:
+        tmp.write_text(config_to_yaml(config), encoding="utf-8")
+        tmp.replace(folder / "config.yaml")
+    except OSError as exc:
+        raise RunFolderError(f"{folder / 'config.yaml'}: cannot write: {exc.strerror or exc}") from None
+    return folder
+
+
+def attach_train_log(folder: Path) -> logging.Handler:
+    """Send the ``vaeforge`` logger's messages (INFO and up) to ``<folder>/train.log``."""
+    handler = logging.FileHandler(folder / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("vaeforge")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+def load_run_config(folder: Path, registry: Registry) -> RunConfig:
+    """The config of an existing run folder."""
+    path = Path(folder) / "config.yaml"
+    if not path.is_file():
+        raise RunFolderError(f"{folder}: not a run folder (no config.yaml)")
+    return load_config(path, registry)
+
+
+def train(config: RunConfig, registry: Registry, folder: Path, device: str | None = None) -> dict[str, float]:
+    """Train ``config`` in a new run folder; returns the final metrics."""
+    from vaeforge.trainer.loop import Trainer
+
+    trainer = Trainer(config, registry, folder, device=device)  # every build error before anything is written
+    prepare_run_dir(folder, config)
+    handler = attach_train_log(folder)
+    try:
+        log.info("training %s in %s", config.name, folder)
+        return trainer.fit()
+    finally:
+        logging.getLogger("vaeforge").removeHandler(handler)
+        handler.close()
+
+
+def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[str, float]:
+    """Continue the run in ``folder`` from its newest complete checkpoint."""
+    from vaeforge import checkpoint
+    from vaeforge.trainer.loop import Trainer
+
+    folder = Path(folder)
+    config = load_run_config(folder, registry)
+    probe_writable(folder)
+    latest = checkpoint.find_latest(folder / "checkpoints")
+    if latest is None:
+        raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {folder / 'checkpoints'}")
+    handler = attach_train_log(folder)
+    try:
+        log.info("resuming %s from %s", config.name, latest)
+        trainer = Trainer(config, registry, folder, device=device)
+        trainer.load_checkpoint(latest)
+        return trainer.fit()
+    finally:
+        logging.getLogger("vaeforge").removeHandler(handler)
+        handler.close()

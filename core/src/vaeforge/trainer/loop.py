@@ -1,0 +1,544 @@
+"""The training loop.
+
+:class:`Trainer` runs the stages of a resolved :class:`~vaeforge.config.RunConfig`
+in a run folder. One step is: forward under autocast, compose the losses,
+backward, clip, one host sync to check that the loss and gradient norm are
+finite, then optimizer, scheduler and EMA steps (all skipped for a
+non-finite step). Metrics stay on the device until a log step.
+
+Checkpoints are taken only at boundaries where the saved position says
+exactly what comes next (after a step, or after an epoch's bookkeeping), so a
+resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaeforge import checkpoint as ckpt
+from vaeforge.api import Context, DataSplits, LossResult, MetricSink
+from vaeforge.config import ComponentSpec, RunConfig, to_dict
+from vaeforge.errors import ConfigError, NonFiniteError, UserError
+from vaeforge.pipeline import Stage, apply_freeze, check_module_names, resolve_stages, threshold_crossed
+from vaeforge.registry import Registry
+from vaeforge.trainer.batches import TrainBatches, validation_batches
+from vaeforge.trainer.composer import LossComposer, WeightedTerm, unique_names
+from vaeforge.trainer.devices import Precision, select_device
+from vaeforge.trainer.ema import EMA
+from vaeforge.trainer.observers import Observers
+
+log = logging.getLogger("vaeforge")
+
+
+class Trainer:
+    """Trains one run.
+
+    Parameters:
+        config (`RunConfig`): the fully resolved config.
+        registry (`Registry`): where component names are looked up.
+        run_dir (`Path`): the run folder (created by :func:`vaeforge.run.prepare_run_dir`).
+        device (`str`, *optional*): overrides the device choice.
+        loggers (`bool`, *optional*): build the config's loggers (off for ``evaluate`` and ``sample``).
+    """
+
+    def __init__(self, config: RunConfig, registry: Registry, run_dir: Path, device: str | None = None,
+                 *, loggers: bool = True):
+        self.config = config
+        self.registry = registry
+        self.run_dir = Path(run_dir)
+        self.device = select_device(device or config.trainer.device)
+        self.precision = Precision(config.trainer.precision, self.device)
+        seed_everything(config.seed)
+        self.stages: list[Stage] = resolve_stages(config)
+        self.pipeline = bool(config.stages)
+
+        self.data: DataSplits = self._build("data_source", config.data).load()
+        data_seed = config.data.seed if config.data.seed is not None else config.seed
+        self.batches = TrainBatches(self.data.train, config.data, data_seed, self.device)
+        if self.batches.steps_per_epoch is None and not self._bounded_by_steps():
+            raise ConfigError("$.trainer.max_steps: the data is an endless stream; set trainer.max_steps")
+        self.val_batches = validation_batches(
+            self.data.val, config.data.val_batch_size or config.data.batch_size, self.device
+        )
+        self.model: nn.Module = self._build("model", config.model, self.data.info).to(self.device)
+        check_module_names(self.stages, self.model)
+        self.ema = EMA(self.model, config.trainer.ema.decay, config.trainer.ema.warmup) if config.trainer.ema else None
+        self.train_forward: Callable[..., Any] = self.model
+        self._compile_pending = config.trainer.compile.enabled
+
+        self.callbacks: list[Any] = [self._build("callback", spec) for spec in config.callbacks]
+        if not any(spec.name == "checkpoint" for spec in config.callbacks):
+            self.callbacks.append(self._build("callback", ComponentSpec(name="checkpoint", params=None)))
+        self.loggers: list[Any] = [self._build("logger", spec, self.run_dir) for spec in config.loggers] if loggers else []
+        self.metric_fns = [(spec.name, self._build("metric", spec)) for spec in config.metrics]
+        self.observers = Observers(self.callbacks, self.loggers)
+
+        self.ctx = Context(steps_per_epoch=self.batches.steps_per_epoch)
+        self.step_metrics = MetricSink()
+        self.epoch_metrics = MetricSink()
+        self.ctx.metrics = self.step_metrics
+        self.metrics: dict[str, float] = {}
+        self.global_step = 0
+        self.stage_index = 0
+        self.epoch = 0
+        self.batch_index = 0
+        self.skipped_steps = 0
+        self.consecutive_skips = 0
+        self.stage_start_step = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.composer: LossComposer | None = None
+        self._optimizer_stage = -1
+        self._pending_state: dict[str, Any] | None = None
+        self._save_requests: list[dict[str, Any]] = []
+        self._timer = time.perf_counter()
+        self._timed_batches = 0
+        self.finished = False
+
+    # -- building -------------------------------------------------------------------------
+
+    def _build(self, kind: str, spec: Any, *args: Any) -> Any:
+        return self.registry.build(kind, spec.name, spec.params, *args)
+
+    def _bounded_by_steps(self) -> bool:
+        return all(s.max_steps is not None for s in self.stages) or self.config.trainer.max_steps is not None
+
+    def _setup_stage(self, stage: Stage) -> None:
+        """Freeze, optimizer, scheduler and losses of ``stage``."""
+        apply_freeze(self.model, stage.frozen)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self._build("optimizer", stage.optimizer, trainable)
+        self.scheduler = (
+            self._build("scheduler", stage.scheduler, self.optimizer, self._stage_length(stage))
+            if stage.scheduler is not None
+            else None
+        )
+        names = unique_names([spec.name for spec in stage.losses])
+        terms = []
+        for name, spec in zip(names, stage.losses):
+            term = self._build("loss", spec)
+            if isinstance(term, nn.Module):
+                term.to(self.device)
+            weight: Any = spec.weight
+            if not isinstance(weight, (int, float)):
+                weight = self._build("schedule", weight)
+            terms.append(WeightedTerm(name=name, term=term, weight=weight))
+        self.composer = LossComposer(terms)
+        self.ctx.optimizer = self.optimizer
+        self.ctx.stage = stage.name
+        self._optimizer_stage = stage.index
+
+    def _stage_length(self, stage: Stage) -> int | None:
+        per_epoch = self.batches.steps_per_epoch
+        limits = []
+        if stage.epochs is not None and per_epoch is not None:
+            limits.append(stage.epochs * per_epoch)
+        if stage.max_steps is not None:
+            limits.append(stage.max_steps)
+        return min(limits) if limits else None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, float]:
+        """Run (or continue) every stage; returns the last logged metrics."""
+        if self.finished:
+            return self.metrics
+        self.observers.call("log_hparams", to_dict(self.config))
+        self.observers.event("on_fit_start", self)
+        try:
+            while self.stage_index < len(self.stages):
+                stage = self.stages[self.stage_index]
+                if self._optimizer_stage != stage.index:
+                    self._setup_stage(stage)
+                    self._restore_stage_state()
+                if self.epoch == 0 and self.batch_index == 0:
+                    self.stage_start_step = self.global_step
+                    self.observers.event("on_stage_start", self, stage.name)
+                self._run_stage(stage)
+                self.observers.event("on_stage_end", self, stage.name)
+                self.stage_index += 1
+                self.epoch = 0
+                self.batch_index = 0
+            self.finished = True
+            self._save("end")
+        finally:
+            self.observers.event("on_fit_end", self)
+            self.observers.close()
+        return self.metrics
+
+    def _run_stage(self, stage: Stage) -> None:
+        max_epochs = stage.epochs if stage.epochs is not None else math.inf
+        while self.epoch < max_epochs and not self._stage_steps_done(stage):
+            if self.batch_index == 0:
+                self.observers.event("on_epoch_start", self)
+            self._run_epoch(stage)
+            if self._stage_steps_done(stage) and self.batch_index != 0:
+                break  # max_steps ended the stage mid-epoch
+            done = self._end_epoch(stage)
+            self.epoch += 1
+            self.batch_index = 0
+            if done:
+                self._process_saves()
+                return
+            self._process_saves()
+
+    def _stage_steps_done(self, stage: Stage) -> bool:
+        if stage.max_steps is not None and self.global_step - self.stage_start_step >= stage.max_steps:
+            return True
+        trainer_max = self.config.trainer.max_steps
+        return not self.pipeline and trainer_max is not None and self.global_step >= trainer_max
+
+    def _run_epoch(self, stage: Stage) -> None:
+        ctx = self.ctx
+        ctx.epoch = self.epoch
+        for batch in self.batches.epoch(stage.index, self.epoch, self.batch_index):
+            ctx.batch_index = self.batch_index
+            ctx.step = self.global_step
+            result = self._train_step(batch)
+            self.global_step += 1
+            self.batch_index += 1
+            self._timed_batches += 1
+            self.observers.batch_end(self, result)
+            if self.global_step % self.config.trainer.log_every_n_steps == 0:
+                self._log_step_metrics()
+            every = self.config.trainer.val_every_n_steps
+            if every and self.global_step % every == 0:
+                self._validate()
+            self._process_saves()
+            if self._stage_steps_done(stage):
+                return
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> LossResult:
+        if self._compile_pending:
+            return self._first_compiled_step(batch)
+        assert self.optimizer is not None and self.composer is not None
+        ctx = self.ctx
+        ctx.split = "train"
+        self.model.train()
+        self.composer.update_weights(ctx)
+        with self.precision.autocast():
+            out = self.train_forward(batch)
+            result = self.composer(out, batch, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
+        (scaler.scale(result.total) if scaler else result.total).backward()
+        if scaler:
+            scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        clip = self.config.trainer.grad_clip
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(params, clip) if clip else torch.nn.utils.get_total_norm([p.grad for p in params])
+        )
+        finite = torch.isfinite(result.total.detach()) & torch.isfinite(grad_norm)
+        if bool(finite):  # the one host sync per step
+            if scaler:
+                scaler.step(self.optimizer)
+                scaler.update()
+            else:
+                self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            for weighted in self.composer.terms:
+                if hasattr(weighted.term, "auxiliary_step"):
+                    for key, value in weighted.term.auxiliary_step(out, batch, ctx).items():
+                        ctx.log(f"{weighted.name}/{key}", value)
+            self.consecutive_skips = 0
+            self.composer.log(result, ctx)
+            self.step_metrics.log("train/grad_norm", grad_norm)
+        else:
+            self._skip_step()
+        return result
+
+    def _skip_step(self) -> None:
+        assert self.optimizer is not None
+        bad_module = first_nonfinite_module(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.precision.scaler:
+            self.precision.scaler.update()
+        self.skipped_steps += 1
+        self.consecutive_skips += 1
+        log.warning("step %d: non-finite loss or gradients; step skipped (%d in a row)",
+                    self.global_step, self.consecutive_skips)
+        limit = self.config.trainer.max_consecutive_skips
+        if self.consecutive_skips >= limit:
+            where = f"; first non-finite gradients in module {bad_module!r}" if bad_module else "; the loss is non-finite"
+            raise NonFiniteError(
+                f"stopped at step {self.global_step}: {limit} consecutive non-finite steps{where}"
+            )
+
+    def _first_compiled_step(self, batch: dict[str, torch.Tensor]) -> LossResult:
+        """Try the first step compiled; on any failure warn once and continue eagerly from the same state."""
+        self._compile_pending = False
+        settings = self.config.trainer.compile
+        rng = ckpt.capture_rng()
+        try:
+            self.train_forward = torch.compile(
+                self.model, backend=settings.backend, mode=None if settings.mode == "default" else settings.mode,
+                fullgraph=settings.fullgraph,
+            )
+            return self._train_step(batch)
+        except Exception as exc:  # any compiler failure: fall back, never crash the run
+            message = " ".join(str(exc).split())[:300]
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {message}); training eagerly", stacklevel=2)
+            log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__, message)
+            self.train_forward = self.model
+            assert self.optimizer is not None
+            self.optimizer.zero_grad(set_to_none=True)
+            ckpt.restore_rng(rng)
+            return self._train_step(batch)
+
+    # -- metrics, validation, epoch end ---------------------------------------------------
+
+    def _log_step_metrics(self) -> None:
+        metrics = self.step_metrics.compute()
+        self.step_metrics.reset()
+        elapsed = time.perf_counter() - self._timer
+        if self._timed_batches:
+            metrics["time/s_per_batch"] = elapsed / self._timed_batches
+        self._timer = time.perf_counter()
+        self._timed_batches = 0
+        for name, value in metrics.items():
+            if name.startswith("train/"):
+                self.epoch_metrics.log(name, value)
+        metrics.update(self._progress_values())
+        self.metrics.update(metrics)
+        self.observers.log_metrics(metrics, self.global_step, self._stage_name())
+
+    def _progress_values(self) -> dict[str, float]:
+        values = {"epoch": float(self.epoch), "train/skipped_steps": float(self.skipped_steps)}
+        assert self.optimizer is not None
+        values["train/lr"] = float(self.optimizer.param_groups[0]["lr"])
+        for name, weight in self.ctx.weights.items():
+            values[f"train/weight/{name}"] = float(weight)
+        return values
+
+    def _stage_name(self) -> str | None:
+        return self.stages[self.stage_index].name if self.pipeline else None
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        """Log extra metrics at the current step (for callbacks and controllers)."""
+        self.metrics.update(metrics)
+        self.observers.log_metrics(metrics, self.global_step, self._stage_name())
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """One pass over the validation split with the evaluation model; logs ``val/*``."""
+        assert self.composer is not None
+        model = self.eval_model()
+        model.eval()
+        saved_split, saved_metrics = self.ctx.split, self.ctx.metrics
+        sink = MetricSink()
+        self.ctx.split, self.ctx.metrics = "val", sink
+        try:
+            for batch in self.val_batches or []:
+                with self.precision.autocast():
+                    out = model(batch)
+                    self.composer.log(self.composer(out, batch, self.ctx), self.ctx)
+            metrics = sink.compute()
+            for name, metric in self.metric_fns:
+                for key, value in metric(model, self.data, self.ctx).items():
+                    metrics[f"val/{key}"] = float(value)
+        finally:
+            self.ctx.split, self.ctx.metrics = saved_split, saved_metrics
+        if metrics:
+            self.metrics.update(metrics)
+            self.observers.log_metrics(metrics, self.global_step, self._stage_name())
+            self.observers.event("on_validation_end", self, metrics)
+        return metrics
+
+    def eval_model(self) -> nn.Module:
+        """The model used for validation and sampling: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _end_epoch(self, stage: Stage) -> bool:
+        """Validation and bookkeeping at the end of an epoch; True when the stage should end."""
+        if self.step_metrics:
+            self._log_step_metrics()
+        epoch_metrics = {f"epoch/{k}": v for k, v in self.epoch_metrics.compute().items()}
+        self.epoch_metrics.reset()
+        metrics = dict(epoch_metrics)
+        if (self.epoch + 1) % self.config.trainer.val_every_n_epochs == 0:
+            metrics.update(self._validate())
+        summary = {k.removeprefix("epoch/"): v for k, v in epoch_metrics.items()}
+        summary.update({k: v for k, v in metrics.items() if k.startswith("val/")})
+        self.metrics.update(summary)
+        if epoch_metrics:
+            self.observers.log_metrics(epoch_metrics, self.global_step, self._stage_name())
+        self.observers.event("on_epoch_end", self, summary)
+        stop = any(cb.should_stop(self) for cb in self.callbacks if hasattr(cb, "should_stop"))
+        if stop:
+            log.info("stage %s: a callback asked to stop after epoch %d", stage.name, self.epoch + 1)
+        if stage.until is not None:
+            if stage.until.metric not in summary and self.epoch == 0:
+                log.warning("stage %s: until.metric %r is not a logged metric (logged: %s)", stage.name,
+                            stage.until.metric, ", ".join(sorted(summary)))
+            if threshold_crossed(stage.until, summary, self.epoch + 1):
+                log.info("stage %s: %s crossed its threshold after epoch %d (step %d)", stage.name,
+                         stage.until.metric, self.epoch + 1, self.global_step)
+                self.metrics["transition_step"] = float(self.global_step)
+                return True
+        return stop
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def request_checkpoint(self, *, best: bool = False, keep_last: int | None = None, tag: str = "step") -> None:
+        """Ask for a checkpoint at the next safe point (callbacks call this)."""
+        self._save_requests.append({"best": best, "keep_last": keep_last, "tag": tag})
+
+    def _process_saves(self) -> None:
+        requests, self._save_requests = self._save_requests, []
+        for request in requests:
+            self._save(request["tag"], best=request["best"], keep_last=request["keep_last"])
+
+    def checkpoint_root(self) -> Path:
+        """``checkpoints/`` of the run folder."""
+        return self.run_dir / "checkpoints"
+
+    def _stage_folder(self) -> Path:
+        stage = self.stages[min(self.stage_index, len(self.stages) - 1)]
+        return self.checkpoint_root() / stage.name if self.pipeline else self.checkpoint_root()
+
+    def _save(self, tag: str, *, best: bool = False, keep_last: int | None = None) -> Path | None:
+        bad = first_nonfinite_parameter(self.model)
+        if bad is not None:
+            log.warning("not saving a checkpoint at step %d: parameter %r is non-finite", self.global_step, bad)
+            return None
+        folder = self._stage_folder() / f"step-{self.global_step:08d}"
+        meta = {"step": self.global_step, "stage": self.stages[min(self.stage_index, len(self.stages) - 1)].name,
+                "epoch": self.epoch, "finished": self.finished, "tag": tag}
+        if not folder.exists():
+            ckpt.save_checkpoint(folder, model=self.model.state_dict(), state=self.state_dict(),
+                                 ema=self.ema.module.state_dict() if self.ema else None, meta=meta)
+            log.info("saved checkpoint %s", folder.relative_to(self.run_dir))
+        if best:
+            tmp = folder.parent / f".tmp-best-{folder.name}"
+            ckpt.save_checkpoint(tmp, model=self.model.state_dict(), state=self.state_dict(),
+                                 ema=self.ema.module.state_dict() if self.ema else None, meta={**meta, "tag": "best"})
+            ckpt.replace_folder(tmp, self.checkpoint_root() / "best")
+        if keep_last:
+            prune_checkpoints(folder.parent, keep_last)
+        return folder
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the model and EMA weights that a resume needs."""
+        return {
+            "progress": {
+                "global_step": self.global_step,
+                "stage_index": self.stage_index,
+                "epoch": self.epoch,
+                "batch_index": self.batch_index,
+                "skipped_steps": self.skipped_steps,
+                "consecutive_skips": self.consecutive_skips,
+                "stage_start_step": self.stage_start_step,
+                "finished": self.finished,
+                "optimizer_stage": self._optimizer_stage,
+            },
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
+            "ema_updates": self.ema.updates if self.ema is not None else None,
+            "losses": [t.term.state_dict() if hasattr(t.term, "state_dict") else None
+                       for t in (self.composer.terms if self.composer else [])],
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
+            "loggers": [lg.state_dict() if hasattr(lg, "state_dict") else {} for lg in self.loggers],
+            "ctx": {"weight_scales": dict(self.ctx.weight_scales),
+                    "values": {k: v for k, v in self.ctx.values.items() if isinstance(v, (int, float, str))}},
+            "metric_sinks": {"step": self.step_metrics.state_dict(), "epoch": self.epoch_metrics.state_dict()},
+            "metrics": dict(self.metrics),
+            "rng": ckpt.capture_rng(),
+        }
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore a checkpoint written by :meth:`_save` (the optimizer once its stage is set up)."""
+        loaded = ckpt.load_checkpoint(folder)
+        self.model.load_state_dict(loaded["model"])
+        state = loaded["state"]
+        if self.ema is not None:
+            if loaded["ema"] is None:
+                raise UserError(f"{folder}: the run uses EMA but the checkpoint has no ema.safetensors")
+            self.ema.module.load_state_dict(loaded["ema"])
+            self.ema.updates = int(state["ema_updates"] or 0)
+        progress = state["progress"]
+        self.global_step = int(progress["global_step"])
+        self.stage_index = int(progress["stage_index"])
+        self.epoch = int(progress["epoch"])
+        self.batch_index = int(progress["batch_index"])
+        self.skipped_steps = int(progress["skipped_steps"])
+        self.consecutive_skips = int(progress["consecutive_skips"])
+        self.stage_start_step = int(progress["stage_start_step"])
+        self.finished = bool(progress["finished"])
+        for callback, cb_state in zip(self.callbacks, state["callbacks"]):
+            if hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(cb_state)
+        for logger, lg_state in zip(self.loggers, state["loggers"]):
+            if hasattr(logger, "load_state_dict"):
+                logger.load_state_dict(lg_state)
+        self.ctx.weight_scales.update(state["ctx"]["weight_scales"])
+        self.ctx.values.update(state["ctx"]["values"])
+        self.step_metrics.load_state_dict(state["metric_sinks"]["step"])
+        self.epoch_metrics.load_state_dict(state["metric_sinks"]["epoch"])
+        self.metrics = dict(state["metrics"])
+        self._pending_state = state if int(progress["optimizer_stage"]) == self.stage_index else None
+        ckpt.restore_rng(state["rng"])
+        self._timer = time.perf_counter()
+
+    def _restore_stage_state(self) -> None:
+        state, self._pending_state = self._pending_state, None
+        if state is None:
+            return
+        assert self.optimizer is not None and self.composer is not None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.precision.scaler is not None and state["scaler"] is not None:
+            self.precision.scaler.load_state_dict(state["scaler"])
+        for weighted, loss_state in zip(self.composer.terms, state["losses"]):
+            if loss_state is not None and hasattr(weighted.term, "load_state_dict"):
+                weighted.term.load_state_dict(loss_state)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def first_nonfinite_module(model: nn.Module) -> str | None:
+    """The module owning the first parameter (in definition order) whose gradient is non-finite."""
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
+            return name.rpartition(".")[0] or name
+    return None
+
+
+def first_nonfinite_parameter(model: nn.Module) -> str | None:
+    """The first parameter holding a non-finite value, if any."""
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return name
+    return None
+
+
+def prune_checkpoints(folder: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints directly inside ``folder``."""
+    steps = sorted((step, path) for step, path in ckpt.step_folders(folder) if path.parent == folder)
+    for _, path in steps[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["Trainer", "first_nonfinite_module", "prune_checkpoints", "seed_everything"]
