@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from vaeforge import checkpoint as ckpt
 from vaeforge.errors import RunFolderError, UserError
 from vaeforge.registry import Registry
 from vaeforge.run import load_run_config
-
-SAMPLE_CHUNK = 65_536
+from vaeforge.samples import draw, save_samples
 
 
 def choose_checkpoint(folder: Path, which: str) -> Path:
@@ -58,37 +55,9 @@ def sample_run(folder: Path, registry: Registry, n: int, out: Path, seed: int = 
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: expected a .npy or .png file name")
     trainer = _trainer(folder, registry, checkpoint, device)
-    model = trainer.eval_model().eval()
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, n, SAMPLE_CHUNK):
-            chunks.append(model.sample(min(SAMPLE_CHUNK, n - start), generator=generator).cpu())
-    samples = torch.cat(chunks)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, samples.numpy(), allow_pickle=False)
-        return out
-    if samples.dim() != 4:
-        raise UserError(f"--out {out}: an image grid needs image samples [N, C, H, W]; this model gives "
-                        f"shape {tuple(samples.shape[1:])}, so write a .npy file instead")
-    save_grid(samples, out)
-    return out
-
-
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    """Save ``[N, C, H, W]`` images in [0, 1] as one PNG grid (matplotlib, no torchvision)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    n, channels, height, width = images.shape
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = torch.ones(channels, rows * (height + 1) + 1, columns * (width + 1) + 1)
-    for index, image in enumerate(images.float().clamp(0, 1)):
-        r, c = divmod(index, columns)
-        grid[:, 1 + r * (height + 1): 1 + r * (height + 1) + height, 1 + c * (width + 1): 1 + c * (width + 1) + width] = image
-    array = grid.permute(1, 2, 0).numpy()
-    plt.imsave(path, array[..., 0] if channels == 1 else array, cmap="gray" if channels == 1 else None)
+    samples = draw(trainer.eval_model().eval(), n, generator)
+    try:
+        return save_samples(samples, out)
+    except ValueError as exc:
+        raise UserError(f"--out {out}: {exc}; write a .npy file instead") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -17,12 +18,12 @@ class ConsoleConfig:
     """What the console shows.
 
     :param progress_bar: show a tqdm bar when standard error is a terminal.
-    :param epoch_lines: print one summary line per epoch when there is no bar.
+    :param epoch_lines: print one summary line per epoch when there is no bar (``train.log`` has them always).
     :param max_terms: loss terms shown in the bar besides the total.
     """
 
     progress_bar: bool = True
-    epoch_lines: bool = True
+    epoch_lines: bool = False
     max_terms: int = field(default=3, validator=ge(0))
 
 
@@ -34,7 +35,8 @@ class ConsoleLogger(Logger):
     """Shows ``loss``, the loss terms, ``beta`` (the KL weight), ``val_loss`` and ``patience`` live.
 
     The bar is updated on every batch (cheap) and its numbers at every log step
-    (no extra host syncs). Without a terminal it is quiet apart from one line per epoch.
+    (no extra host syncs). Without a terminal it is quiet (``epoch_lines`` turns on
+    one summary line per epoch).
     """
 
     def __init__(self, config: ConsoleConfig | None, run_dir: Any = None):
@@ -50,8 +52,16 @@ class ConsoleLogger(Logger):
         from tqdm import tqdm
 
         self.close_bar()
-        self.bar = tqdm(total=trainer.batches.steps_per_epoch, initial=trainer.batch_index,
-                        desc=self._desc(trainer), unit="batch", file=self.stream, dynamic_ncols=True, leave=True)
+        self.bar = tqdm(total=trainer.batches.steps_per_epoch, initial=trainer.batch_index, desc=self._desc(trainer),
+                        unit="batch", file=self.stream, leave=True, **self._width())
+
+    def _width(self) -> dict[str, Any]:
+        """Follow the terminal's size; a terminal that reports none (0 x 0, e.g. a bare pty) gets 120 x 50."""
+        try:
+            size = os.get_terminal_size(self.stream.fileno())
+        except (OSError, ValueError):
+            size = os.terminal_size((0, 0))
+        return {"dynamic_ncols": True} if size.columns > 0 and size.lines > 0 else {"ncols": 120, "nrows": 50}
 
     @staticmethod
     def _desc(trainer: Any) -> str:
