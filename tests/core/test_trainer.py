@@ -14,6 +14,7 @@ from attrs import field, frozen
 from tests.conftest import tiny_run
 from vaeforge import hookimpl
 from vaeforge.api import Callback, Logger
+from vaeforge.checkpoint import best_target, find_latest, read_manifest, step_folders
 from vaeforge.errors import ComponentError, ConfigError, NonFiniteError
 
 
@@ -112,7 +113,8 @@ def test_fit_logs_every_term_and_validates_each_epoch(make_trainer, tmp_path):
     assert [r["step"] for r in val_rows] == [8, 16]
     epoch_rows = [r for r in rows if "epoch/train/loss" in r]
     assert len(epoch_rows) == 2
-    assert (tmp_path / "run" / "checkpoints" / "step-00000016" / "manifest.json").is_file()
+    latest = find_latest(tmp_path / "run" / "checkpoints")
+    assert read_manifest(latest)["step"] == 16 and read_manifest(latest)["finished"] is True
     assert (tmp_path / "run" / "samples" / "final.npy").is_file()
 
 
@@ -149,7 +151,8 @@ def test_consecutive_nans_stop_the_run_naming_step_and_module(make_trainer, tmp_
         "stopped at step 6: 4 consecutive non-finite steps; first non-finite gradients in module 'encoder.0'"
     )
     assert trainer.skipped_steps == 4
-    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    latest = find_latest(tmp_path / "run" / "checkpoints")  # only the start checkpoint, from before the NaNs
+    assert read_manifest(latest)["step"] == 0
 
 
 def test_failing_compile_backend_warns_and_trains_eagerly(make_trainer):
@@ -264,8 +267,12 @@ def test_checkpoint_callback_keeps_the_last_n_and_the_best(make_trainer, tmp_pat
     run = tiny_run(trainer={"epochs": 4},
                    callbacks=[{"name": "checkpoint", "params": {"every_n_steps": 3, "keep_last": 2, "save_best": True}}])
     make_trainer(run).fit()
-    folders = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert folders == ["best", "step-00000030", "step-00000032"]
+    root = tmp_path / "run" / "checkpoints"
+    best = best_target(root)
+    steps = sorted(read_manifest(path)["step"] for _, path in step_folders(root) if path.resolve() != best)
+    assert steps == [30, 32]  # keep_last 2: the step-30 save and the end of the run
+    val = {r["step"]: r["val/loss"] for r in read_metrics(tmp_path / "run") if "val/loss" in r}
+    assert read_manifest(best)["step"] == min(val, key=val.get)
 
 
 def test_lr_monitor_logs_each_group(make_trainer, tmp_path):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from attrs import field, frozen
-from attrs.validators import ge
+from attrs.validators import ge, in_
 
 from vaeforge.api import Logger, LossResult
 
@@ -17,12 +17,13 @@ from vaeforge.api import Logger, LossResult
 class ConsoleConfig:
     """What the console shows.
 
-    :param progress_bar: show a tqdm bar when standard error is a terminal.
+    :param progress_bar: ``auto`` shows a tqdm bar when standard error is a terminal; ``always`` and
+        ``never`` decide regardless.
     :param epoch_lines: print one summary line per epoch when there is no bar (``train.log`` has them always).
     :param max_terms: loss terms shown in the bar besides the total.
     """
 
-    progress_bar: bool = True
+    progress_bar: str = field(default="auto", validator=in_(["auto", "always", "never"]))
     epoch_lines: bool = False
     max_terms: int = field(default=3, validator=ge(0))
 
@@ -42,7 +43,8 @@ class ConsoleLogger(Logger):
     def __init__(self, config: ConsoleConfig | None, run_dir: Any = None):
         self.config = config or ConsoleConfig()
         self.stream = sys.stderr
-        self.interactive = self.config.progress_bar and self.stream.isatty()
+        mode = self.config.progress_bar
+        self.interactive = mode == "always" or (mode == "auto" and self.stream.isatty())
         self.bar: Any = None
         self.postfix: dict[str, str] = {}
 
