@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -219,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     _overrides_arg(p)
 
-    p = commands.add_command("config", lambda a: (p.print_help(), 2)[1], help="work with configs")
-    config_sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    config_parser = commands.add_command("config", lambda a: (config_parser.print_help(), 2)[1],
+                                         help="work with configs")
+    config_sub = config_parser.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     show = config_sub.add_parser("show", help="print the fully resolved config as YAML")
     show.set_defaults(handler=cmd_config_show)
     show.add_argument("target")
@@ -287,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # vaeforge components | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ one fits). Nothing is written anywhere before a config has loaded.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,13 @@ import cattrs
 import yaml
 from attrs import field, frozen
 from attrs.validators import ge, gt, in_, optional
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+from cattrs.gen import make_dict_structure_fn
 
 from vaeforge.errors import ComponentError, ConfigError, PluginError, did_you_mean
 from vaeforge.registry import Registry
@@ -151,7 +158,6 @@ class TrainerConfig:
     :param log_every_n_steps: write training metrics every N steps.
     :param max_consecutive_skips: stop after this many non-finite steps in a row.
     :param device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; None picks CUDA, then MPS, then CPU.
-    :param progress_bar: show a progress bar when the output is a terminal.
     """
 
     epochs: int | None = field(default=10, validator=optional(ge(1)))
@@ -165,7 +171,6 @@ class TrainerConfig:
     log_every_n_steps: int = field(default=50, validator=ge(1))
     max_consecutive_skips: int = field(default=20, validator=ge(1))
     device: str | None = None
-    progress_bar: bool = True
 
 
 @frozen(kw_only=True)
@@ -276,11 +281,77 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} ({value!r})"
 
 
+def _structure_literal(value: Any, literal: Any) -> Any:
+    choices = typing.get_args(literal)
+    if not any(type(c) is type(value) and c == value for c in choices):  # True is not 1 here
+        listing = ", ".join(repr(c) for c in choices)
+        hint = did_you_mean(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+        raise ValueError(f"must be one of {listing}, got {value!r}{hint}")
+    return value
+
+
+def _validating_hook_factory(converter: cattrs.Converter) -> Any:
+    """Structure attrs classes so that every failing field validator is reported, not only the first.
+
+    cattrs reports structuring errors of all fields at once, but attrs runs
+    validators in ``__init__`` and stops at the first failure (and never
+    runs them when some field failed to structure). When structuring fails,
+    this hook re-checks each field that did structure against its own
+    validator, so one pass reports a wrong type in one field and a negative
+    value in another, each under its own ``$.`` path.
+    """
+
+    def factory(cl: type) -> Any:
+        base = make_dict_structure_fn(cl, converter)
+        validated = [a for a in attrs.fields(cl) if a.validator is not None and a.init]
+
+        def structure(obj: Any, _: Any) -> Any:
+            try:
+                return base(obj, cl)
+            except ClassValidationError as exc:
+                found = _validator_errors(converter, validated, obj, exc)
+                if not found:
+                    raise
+                kept = [e for e in exc.exceptions if _has_note(e) or isinstance(e, ForbiddenExtraKeysError)]
+                raise ClassValidationError(exc.message, [*kept, *found], cl) from None
+
+        return structure
+
+    return factory
+
+
+def _has_note(exc: BaseException) -> bool:
+    return any(isinstance(note, AttributeValidationNote) for note in getattr(exc, "__notes__", ()))
+
+
+def _validator_errors(converter: cattrs.Converter, fields: Sequence[Any], obj: Any,
+                      failure: ClassValidationError) -> list[Exception]:
+    """Validator failures of the fields of ``obj`` that structured fine, each noted with its field."""
+    if not isinstance(obj, Mapping):
+        return []
+    failed = {note.name for e in failure.exceptions for note in getattr(e, "__notes__", ())
+              if isinstance(note, AttributeValidationNote)}
+    found: list[Exception] = []
+    for a in fields:
+        if a.name in failed or a.name not in obj:
+            continue
+        try:
+            value = converter.structure(obj[a.name], a.type) if a.type is not None else obj[a.name]
+            a.validator(None, a, value)  # attrs' stock validators ignore the instance
+        except (ValueError, TypeError) as exc:
+            exc.__notes__ = [AttributeValidationNote(f"validating {a.name}", a.name, a.type)]
+            found.append(exc)
+        except Exception:  # noqa: S112 - a validator that needs the instance is checked in __init__
+            continue
+    return found
+
+
 def make_converter() -> cattrs.Converter:
     """The strict converter every config class is structured with.
 
     Extra keys are errors; ``int``, ``float``, ``bool`` and ``str`` accept only
-    their own YAML types (an int is a valid float; a quoted ``"1e-3"`` is not).
+    their own YAML types (an int is a valid float; a quoted ``"1e-3"`` is not);
+    a ``Literal`` lists its choices; every failing validator is reported.
     """
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(float, _strict(float, (int, float), "a number"))
@@ -288,6 +359,8 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(bool, _strict(bool, (bool,), "true or false"))
     converter.register_structure_hook(str, _strict(str, (str,), "a string"))
     converter.register_structure_hook(Any, lambda value, _: value)
+    converter.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _structure_literal)
+    converter.register_structure_hook_factory(attrs.has, _validating_hook_factory(converter))
     return converter
 
 
@@ -308,31 +381,66 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str, origin: str) -> tuple[Any, dict[str, int]]:
-    """Parse one YAML document safely; return it with a map of ``$.`` paths to line numbers."""
+def parse_yaml(text: str, origin: str, path: str = "$") -> tuple[Any, dict[str, int]]:
+    """Parse one YAML document safely; return it with a map of ``$.`` paths to line numbers.
+
+    The text is composed into nodes first and checked before anything is
+    constructed: an explicit tag the safe loader does not know (every
+    ``!!python/...`` tag among them) and a key given twice in one mapping
+    are errors, all reported together. ``path`` is where the document sits
+    in the run config (``$`` for a whole file, the key path for an override).
+    """
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        problems: list[str] = []
+        if node is not None:
+            _check_nodes(node, path, lines, problems)
+        if problems:
+            raise ConfigError([f"{origin}:{problem}" for problem in problems])
+        document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {' '.join(str(problem).split())}") from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _map_lines(node, "$", lines)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+            problem += f" ({context} started on line {context_mark.line + 1})"
+        raise ConfigError(f"{where}: {path}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
     return document, lines
 
 
-def _map_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    lines[path] = node.start_mark.line + 1
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+
+
+def _check_nodes(node: yaml.Node, path: str, lines: dict[str, int], problems: list[str]) -> None:
+    """Map ``$.`` paths to line numbers; collect ``line: path: problem`` for unsafe tags and duplicate keys."""
+    line = node.start_mark.line + 1
+    lines.setdefault(path, line)
+    if node.tag not in _Loader.yaml_constructors:
+        tag = node.tag.replace(_YAML_TAG_PREFIX, "!!")
+        if tag.startswith("!!python/"):
+            problems.append(f"{line}: {path}: Python tags are refused ({tag}); a config holds plain data only")
+        else:
+            problems.append(f"{line}: {path}: unknown YAML tag {tag}; a config holds plain data only")
+        return
     if isinstance(node, yaml.MappingNode):
+        first_seen: dict[Any, int] = {}
         for key, value in node.value:
-            _map_lines(value, f"{path}.{key.value}", lines)
-            lines.setdefault(f"{path}.{key.value}", key.start_mark.line + 1)
+            key_line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode) and key.tag != _YAML_TAG_PREFIX + "merge":
+                if key.value in first_seen:
+                    problems.append(f"{key_line}: {path}.{key.value}: duplicate key "
+                                    f"(first given on line {first_seen[key.value]})")
+                first_seen.setdefault(key.value, key_line)
+            lines.setdefault(f"{path}.{key.value}", key_line)
+            _check_nodes(value, f"{path}.{key.value}", lines, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _map_lines(item, f"{path}[{index}]", lines)
+            _check_nodes(item, f"{path}[{index}]", lines, problems)
 
 
 def dump_yaml(document: Any) -> str:
@@ -341,6 +449,9 @@ def dump_yaml(document: Any) -> str:
 
 
 # -- Sources and overrides ---------------------------------------------------------
+
+
+_NO_LINE = 1 << 30
 
 
 @attrs.define
@@ -360,15 +471,28 @@ class Source:
 
     def where(self, path: str) -> str:
         """``file:line: $.path`` for the closest known location of ``path``."""
-        for known, override in self.overridden.items():
-            if path == known or path.startswith(known + ".") or path.startswith(known + "["):
-                return f"override {override!r}: {path}"
+        override = self._override(path)
+        if override is not None:
+            return f"override {override!r}: {path}"
+        line = self.line(path)
+        return f"{self.origin}:{line}: {path}" if line < _NO_LINE else f"{self.origin}: {path}"
+
+    def line(self, path: str) -> int:
+        """The line of ``path`` or of its closest enclosing key; a large number for overrides and unknowns."""
+        if self._override(path) is not None:
+            return _NO_LINE + 1
         probe = path
         while probe:
             if probe in self.lines:
-                return f"{self.origin}:{self.lines[probe]}: {path}"
+                return self.lines[probe]
             probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe) if probe != "$" else ""
-        return f"{self.origin}: {path}"
+        return _NO_LINE
+
+    def _override(self, path: str) -> str | None:
+        for known, override in self.overridden.items():
+            if path == known or path.startswith(known + ".") or path.startswith(known + "["):
+                return override
+        return None
 
 
 def read_source(target: str | Path, registry: Registry) -> Source:
@@ -384,19 +508,23 @@ def read_source(target: str | Path, registry: Registry) -> Source:
         if isinstance(source, Mapping):
             return Source(origin=f"preset {preset.name!r}", document=dict(source))
         text, origin = _read_text(Path(source)), str(source)
+    elif path.is_dir():
+        raise ConfigError(f"{target}: $: a folder, not a config file")
     elif path.suffix in (".yaml", ".yml") or path.parent != Path("."):
-        raise ConfigError(f"{target}: no such file")
+        raise ConfigError(f"{target}: $: no such file")
     else:
         presets = registry.names("preset")
         raise ConfigError(
-            f"{target!r} is neither a config file nor a preset{did_you_mean(str(target), presets)} "
+            f"{target}: $: neither a config file nor a preset{did_you_mean(str(target), presets)} "
             f"(presets: {', '.join(presets) or 'none'})"
         )
-    if not text.strip():
-        raise ConfigError(f"{origin}: the file is empty; expected a mapping of run settings")
     document, lines = parse_yaml(text, origin)
+    if document is None:  # no text, only comments, or a lone "~"
+        raise ConfigError(f"{origin}: $: the file is empty; expected a mapping of run settings")
     if not isinstance(document, Mapping):
-        raise ConfigError(f"{origin}: expected a mapping of run settings at the top level, got {_describe(document)}")
+        raise ConfigError(
+            f"{origin}:{lines.get('$', 1)}: $: expected a mapping of run settings, got {_describe(document)}"
+        )
     return Source(origin=origin, document=document, lines=lines)
 
 
@@ -404,9 +532,9 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (not valid UTF-8)") from None
+        raise ConfigError(f"{path}: $: not a text file (not valid UTF-8)") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: $: cannot read: {exc.strerror}") from None
 
 
 _KEY_PATH = re.compile(r"[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\[\d+\])*")
@@ -434,13 +562,15 @@ def apply_overrides(source: Source, overrides: Sequence[str]) -> None:
             continue
         try:
             parts = parse_override_path(key.strip())
-            value, _ = parse_yaml(raw_value, f"override {override!r}") if raw_value.strip() else (None, {})
         except ValueError as exc:
             errors.append(f"override {override!r}: {exc}")
             continue
+        try:
+            value = _override_value(raw_value, _format_path(parts))
         except ConfigError as exc:
-            errors.extend(exc.lines)
+            errors.extend(f"override {override!r}: {line}" for line in exc.lines)
             continue
+        _seed_default(source.document, parts)
         problem = _set_path(source.document, parts, value)
         if problem:
             errors.append(f"override {override!r}: {_format_path(parts)}: {problem}")
@@ -448,6 +578,40 @@ def apply_overrides(source: Source, overrides: Sequence[str]) -> None:
             source.overridden[_format_path(parts)] = override
     if errors:
         raise ConfigError(errors)
+
+
+def _override_value(raw: str, path: str) -> Any:
+    """An override's value parsed as YAML (``3`` is an int, ``[1, 2]`` a list); empty means null."""
+    if not raw.strip():
+        return None
+    try:
+        return parse_yaml(raw, "value", path)[0]
+    except ConfigError as exc:
+        # "value:1: $.x: invalid YAML: ..." -> "$.x: invalid YAML value: ..."
+        raise ConfigError([re.sub(r"^value(:\d+)?: ", "", line).replace("invalid YAML:", "invalid YAML value:")
+                           for line in exc.lines]) from None
+
+
+def _seed_default(document: Any, parts: Sequence[str | int]) -> None:
+    """Before overriding inside a run setting the file leaves out, put in its default.
+
+    ``optimizer.params.lr=0.01`` on a file without ``optimizer:`` then means
+    the default optimizer with that learning rate, not an optimizer without a name.
+    """
+    top = parts[0]
+    if isinstance(document, dict) and isinstance(top, str) and top not in document and len(parts) > 1:
+        default = _run_default(top)
+        if default is not None:
+            document[top] = default
+
+
+def _run_default(key: str) -> Any:
+    """The default of RunConfig field ``key`` as plain data, or None when it has none."""
+    field_ = getattr(attrs.fields(RunConfig), key, None)
+    if field_ is None or field_.default is attrs.NOTHING:
+        return None
+    default = field_.default.factory() if isinstance(field_.default, attrs.Factory) else field_.default  # type: ignore[arg-type]
+    return _plain(default) if default not in (None, []) else None
 
 
 def _set_path(document: Any, parts: Sequence[str | int], value: Any) -> str | None:
@@ -532,7 +696,8 @@ def _resolve_component(kind: str, path: str, spec: Any, registry: Registry) -> l
         return [(path, f"expected a mapping with 'name' and 'params', got {_describe(spec)}")]
     name = spec.get("name")
     if not isinstance(name, str):
-        return [(f"{path}.name", "required: the registered name of a " + kind)] if name is None else [
+        article = "an" if kind[0] in "aeiou" else "a"
+        return [(f"{path}.name", f"required: the registered name of {article} {kind}")] if name is None else [
             (f"{path}.name", f"expected a string, got {_describe(name)}")]
     try:
         component = registry.get(kind, name)
@@ -542,6 +707,10 @@ def _resolve_component(kind: str, path: str, spec: Any, registry: Registry) -> l
     spec["params"] = params
     if kind == "loss" and isinstance(spec.get("weight"), Mapping):
         errors += _resolve_schedule(spec, f"{path}.weight", registry)
+    elif kind == "loss" and "weight" in spec:
+        weight = spec["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            errors.append((f"{path}.weight", f"expected a number or {{schedule: <name>, ...}}, got {_describe(weight)}"))
     return errors
 
 
@@ -583,17 +752,24 @@ def _flatten_errors(exc: BaseException, path: str) -> list[tuple[str, str]]:
     return [(path, _message(exc))]
 
 
+_ATTRS_MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    # attrs' stock validator messages -> "must ..., got <value>"
+    (re.compile(r"'[^']+' must be in (.+?) \(got (.*)\)$"), r"must be one of \1, got \2"),
+    (re.compile(r"'[^']+' must be (.+?): (.*)$"), r"must be \1, got \2"),
+    (re.compile(r"'[^']+' must match regex '(.*)' \((.*) doesn't\)$"), r"must match the pattern \1, got \2"),
+    (re.compile(r"Length of '[^']+' must be >= 1: (.*)$"), r"must have at least 1 item, got \1"),
+    (re.compile(r"Length of '[^']+' must be (.+?): (.*)$"), r"length must be \1, got \2"),
+]
+
+
 def _message(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if isinstance(exc, ValueError) and text.startswith("'") and " must be " in text:
-        # attrs validators: "'lr' must be >= 0.0: -0.1" -> "must be >= 0.0, got -0.1"
-        match = re.match(r"'[^']+' must be (.+?): (.*)$", text)
-        if match:
-            return f"must be {match.group(1)}, got {match.group(2)}"
-    if isinstance(exc, ValueError) and "must be in" in text:
-        match = re.match(r"'[^']+' must be in (.+?) \(got (.*)\)$", text)
-        if match:
-            return f"must be one of {match.group(1)}, got {match.group(2)}"
+    """One line for one leaf error, with attrs validator messages reworded to ``must ..., got ...``."""
+    raw = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = " ".join(raw.split())
+    if isinstance(exc, ValueError):
+        for pattern, replacement in _ATTRS_MESSAGES:
+            if pattern.match(text):
+                return pattern.sub(replacement, text)
     return text or type(exc).__name__
 
 
@@ -601,6 +777,9 @@ def structure_run(source: Source, registry: Registry) -> RunConfig:
     """Resolve every component and structure the whole document, reporting all errors at once."""
     document = source.document
     errors: list[tuple[str, str]] = []
+    for key in _COMPONENT_FIELDS:  # defaults such as the adam optimizer get their params structured too
+        if key not in document and (default := _run_default(key)) is not None:
+            document[key] = default
     for kind, path, spec in _component_sites(document):
         errors += _resolve_component(kind, path, spec, registry)
     config = None
@@ -609,7 +788,8 @@ def structure_run(source: Source, registry: Registry) -> RunConfig:
     except Exception as exc:
         errors += [e for e in _flatten_errors(exc, "$") if not _is_component_echo(e, errors)]
     if errors:
-        raise ConfigError([f"{source.where(path)}: {message}" for path, message in _dedupe(errors)])
+        ordered = sorted(_dedupe(errors), key=lambda error: source.line(error[0]))  # stable: file order first
+        raise ConfigError([f"{source.where(path)}: {message}" for path, message in ordered])
     assert config is not None
     return config
 
@@ -626,10 +806,24 @@ def _dedupe(errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def load_config(target: str | Path, registry: Registry, overrides: Sequence[str] = ()) -> RunConfig:
-    """Load a run config from a file or preset name, with overrides; raises ConfigError."""
+    """Load a run config from a file or preset name, with overrides; raises ConfigError.
+
+    An override that cannot be applied does not hide the other problems: the
+    document is still structured, and all errors are raised together.
+    """
     source = read_source(target, registry)
-    apply_overrides(source, overrides)
-    return structure_run(source, registry)
+    problems: list[str] = []
+    try:
+        apply_overrides(source, overrides)
+    except ConfigError as exc:
+        problems = exc.lines
+    try:
+        config = structure_run(source, registry)
+    except ConfigError as exc:
+        raise ConfigError([*problems, *exc.lines]) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def config_from_dict(document: Mapping[str, Any], registry: Registry, origin: str = "<dict>") -> RunConfig:

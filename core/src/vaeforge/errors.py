@@ -47,6 +47,22 @@ class NonFiniteError(RuntimeError):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""``."""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""``.
+
+    A choice is close when it is spelled alike (difflib), or when one is the
+    initials of the other's ``_``-separated words, so ``lerning_rate``
+    suggests ``lr`` and ``wd`` suggests ``weight_decay``.
+    """
+    choices = [c for c in choices if isinstance(c, str)]
+    if not isinstance(word, str):
+        return ""
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not matches:
+        matches = [c for c in choices if _abbreviates(c, word) or _abbreviates(word, c)][:1]
     return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """True when ``short`` is the initials of the words of ``long`` (``lr`` / ``learning_rate``)."""
+    words = [w for w in long.lower().split("_") if w]
+    return len(words) > 1 and short.lower() == "".join(w[0] for w in words)

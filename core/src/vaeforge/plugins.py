@@ -25,7 +25,9 @@ Environment variables:
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+import re
 import warnings
 from importlib import metadata
 from types import ModuleType
@@ -34,7 +36,7 @@ import attrs
 import pluggy
 
 from vaeforge import hookspecs
-from vaeforge.errors import PluginError
+from vaeforge.errors import PluginError, did_you_mean
 from vaeforge.registry import Registry
 
 ENTRY_POINT_GROUP = "vaeforge"
@@ -83,31 +85,67 @@ class PluginManager(pluggy.PluginManager):
         """Plugins that failed to import, validate or register, by name."""
         return {name: info for name, info in self.infos.items() if info.error is not None}
 
-    def add_plugin(self, module: ModuleType | object, info: PluginInfo) -> bool:
-        """Register one plugin and validate its hookimpls; on failure record it and return False."""
+    def add_plugin(self, module: ModuleType | object, info: PluginInfo | None = None) -> bool:
+        """Register one plugin and validate its hookimpls; on failure record it and return False.
+
+        :param module: the plugin: a module (or any object) with ``@hookimpl`` functions.
+        :param info: where it came from; defaults to a plugin named after the module.
+        """
+        if info is None:
+            name = getattr(module, "__name__", type(module).__name__)
+            info = PluginInfo(name=name, module=name)
         self.infos[info.name] = info
         try:
             self.register(module, name=info.name)
         except pluggy.PluginValidationError as exc:
-            self.fail(info.name, exc)
+            self.fail(info.name, _signature_problem(exc))
             return False
-        try:
-            self.check_pending()
-        except pluggy.PluginValidationError as exc:
+        unknown = self._unknown_hooks(info.name)
+        if unknown:
             self.unregister(name=info.name)
-            self.fail(info.name, exc)
+            self.fail(info.name, "; ".join(
+                f"PluginValidationError: unknown hook {hook!r}{did_you_mean(hook, self._spec_names())}"
+                for hook in unknown))
             return False
+        self.check_pending()  # anything left is another plugin's, registered without add_plugin
         return True
+
+    def _spec_names(self) -> list[str]:
+        return [name for name, caller in vars(self.hook).items() if caller.spec is not None]
+
+    def _unknown_hooks(self, plugin_name: str) -> list[str]:
+        """Hooks that ``plugin_name`` implements but no hookspec declares (optional hooks excepted)."""
+        return sorted(
+            name for name, caller in vars(self.hook).items()
+            if caller.spec is None
+            and any(impl.plugin_name == plugin_name and not impl.optionalhook for impl in caller.get_hookimpls())
+        )
 
     def fail(self, name: str, cause: BaseException | str) -> None:
         """Record that plugin ``name`` failed, and warn (or raise in strict mode)."""
-        info = self.infos[name]
+        info = self.infos.setdefault(name, PluginInfo(name=name, module=name))
         text = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         info.error = " ".join(str(text).split())
-        message = f"{info.describe()} failed to load and was skipped: {info.error}"
         if os.environ.get("VAEFORGE_STRICT_PLUGINS") == "1":
-            raise PluginError(message)
-        warnings.warn(message, PluginWarning, stacklevel=2)
+            raise PluginError(f"{info.describe()} failed to load: {info.error} "
+                              "(VAEFORGE_STRICT_PLUGINS=1 makes this an error)")
+        warnings.warn(f"{info.describe()} failed to load and was skipped: {info.error}", PluginWarning, stacklevel=2)
+
+
+def _signature_problem(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's multi-line signature error as one line naming the hookimpl, the spec and what differs."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"hookimpl definition: ((\w+)\(.*?\)) Argument\(s\) (\{.*?\}) are declared", text)
+    if match is None:
+        return f"PluginValidationError: {text}"
+    impl, hook_name, extra = match.groups()
+    spec = f"{hook_name}({', '.join(_spec_args(hook_name))})"
+    return f"PluginValidationError: {impl} asks for {extra}, which the hookspec {spec} does not provide"
+
+
+def _spec_args(hook_name: str) -> list[str]:
+    spec = getattr(hookspecs, hook_name, None)
+    return list(inspect.signature(spec).parameters) if spec is not None else []
 
 
 def _names_from_env(variable: str) -> set[str] | None:

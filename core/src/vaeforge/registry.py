@@ -82,10 +82,18 @@ class Component:
 
     @property
     def doc(self) -> str:
-        """The first line of the config class's (or factory's) docstring."""
-        source = self.config if self.config is not None else self.factory
-        text = (getattr(source, "__doc__", None) or "").strip() if not isinstance(source, str) else ""
-        return text.splitlines()[0] if text else ""
+        """The first line of the factory's docstring, else of the config class's.
+
+        A factory given as an import string is not imported for this, and a
+        preset's source (a path or a mapping) has no docstring of its own.
+        """
+        for source in (self.factory, self.config):
+            if not callable(source):
+                continue
+            text = (getattr(source, "__doc__", None) or "").strip()
+            if text:
+                return text.splitlines()[0]
+        return ""
 
 
 class Registry:
@@ -150,7 +158,7 @@ class Registry:
         message = f"unknown {kind} {name!r}{did_you_mean(name, available)} (available: {listing})"
         if self.failures:
             failed = "; ".join(f"{info.describe()}: {info.error}" for info in self.failures.values())
-            message += f"; plugins that failed to load and may provide it: {failed}"
+            message += f"; it may come from a plugin that failed to load: {failed}"
         raise ComponentError(message)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
