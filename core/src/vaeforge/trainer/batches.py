@@ -41,26 +41,18 @@ def _as_batch(item: Any) -> Batch:
     raise TypeError(f"a data source yielded {type(item).__name__}; expected a mapping like {{'x': tensor}}")
 
 
-class _PermutationBatches(Sampler[list[int]]):
-    """Batches of indices of one epoch's permutation, from ``start`` on."""
+class _OrderBatches(Sampler[list[int]]):
+    """Consecutive batches of a fixed index order, from batch ``start`` on."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, start: int):
-        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
-        self.seed, self.start = seed, start
+    def __init__(self, order: Tensor, batch_size: int, steps: int, start: int):
+        self.order, self.batch_size, self.steps, self.start = order, batch_size, steps, start
 
     def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
-        return max(full + (0 if self.drop_last or not rest else 1) - self.start, 0)
+        return max(self.steps - self.start, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = (
-            torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
-            if self.shuffle
-            else torch.arange(self.n)
-        )
-        total = len(self) + self.start
-        for b in range(self.start, total):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+        for b in range(self.start, self.steps):
+            yield self.order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
 class TrainBatches:
@@ -71,10 +63,15 @@ class TrainBatches:
         config (`DataConfig`): batch size, subset, shuffling, workers.
         seed (`int`): the run's data seed.
         device (`torch.device`): where batches are delivered.
+        shard (`tuple[int, int]`, *optional*): ``(rank, world_size)``: this process trains every
+            ``world_size``-th example of each epoch's permutation, starting at ``rank`` (equal shards;
+            the remainder of the permutation is dropped).
     """
 
-    def __init__(self, data: Any, config: DataConfig, seed: int, device: torch.device):
+    def __init__(self, data: Any, config: DataConfig, seed: int, device: torch.device,
+                 shard: tuple[int, int] = (0, 1)):
         self.config, self.seed, self.device = config, seed, device
+        self.rank, self.world_size = shard
         self.tensors: Batch | None = None
         self.dataset: Any = None
         if isinstance(data, Mapping):
@@ -100,12 +97,28 @@ class TrainBatches:
             raise TypeError(f"unsupported train data of type {type(data).__name__}")
 
     @property
-    def steps_per_epoch(self) -> int | None:
-        """Batches per epoch; None for an endless stream."""
+    def shard_size(self) -> int | None:
+        """Examples this process trains per epoch (all of them in a single-process run)."""
         if self.num_examples is None:
             return None
-        full, rest = divmod(self.num_examples, self.config.batch_size)
+        return self.num_examples // self.world_size if self.world_size > 1 else self.num_examples
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Batches per epoch; None for an endless stream."""
+        if self.shard_size is None:
+            return None
+        full, rest = divmod(self.shard_size, self.config.batch_size)
         return full + (0 if self.config.drop_last or not rest else 1)
+
+    def _order(self, seed: int) -> Tensor:
+        """This process's example indices for the epoch seeded by ``seed``."""
+        assert self.num_examples is not None and self.shard_size is not None
+        if self.config.shuffle:
+            order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(seed))
+        else:
+            order = torch.arange(self.num_examples)
+        return order[self.rank :: self.world_size][: self.shard_size] if self.world_size > 1 else order
 
     def epoch(self, stage: int, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of one epoch, beginning with batch number ``start``."""
@@ -113,17 +126,15 @@ class TrainBatches:
         if self.tensors is not None:
             yield from self._fast(seed, start)
         elif isinstance(self.dataset, IterableDataset):
-            yield from self._stream(start)
+            yield from self._stream(seed, start)
         else:
             yield from self._loader(seed, start)
 
     def _fast(self, seed: int, start: int) -> Iterator[Batch]:
-        assert self.tensors is not None and self.num_examples is not None
+        assert self.tensors is not None
         size = self.config.batch_size
-        if self.config.shuffle:
-            order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(seed)).to(self.device)
-        else:
-            order = None
+        contiguous = not self.config.shuffle and self.world_size == 1
+        order = None if contiguous else self._order(seed).to(self.device)
         for b in range(start, self.steps_per_epoch or 0):
             if order is None:
                 yield {k: v[b * size : (b + 1) * size] for k, v in self.tensors.items()}
@@ -139,17 +150,20 @@ class TrainBatches:
         }
 
     def _loader(self, seed: int, start: int) -> Iterator[Batch]:
-        sampler = _PermutationBatches(
-            len(self.dataset), self.config.batch_size, self.config.shuffle, self.config.drop_last, seed, start
-        )
+        sampler = _OrderBatches(self._order(seed), self.config.batch_size, self.steps_per_epoch or 0, start)
         loader = DataLoader(self.dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed),
                             **self._loader_kwargs())
         for item in loader:
             yield {k: v.to(self.device, non_blocking=True) for k, v in _as_batch(item).items()}
 
-    def _stream(self, start: int) -> Iterator[Batch]:
-        loader = DataLoader(self.dataset, batch_size=self.config.batch_size, **self._loader_kwargs())
+    def _stream(self, seed: int, start: int) -> Iterator[Batch]:
+        # a generator of its own: the loader draws its workers' base seed from it, not from the
+        # global generator, whose state would otherwise depend on where a resumed run started
+        loader = DataLoader(self.dataset, batch_size=self.config.batch_size,
+                            generator=torch.Generator().manual_seed(seed), **self._loader_kwargs())
         batches: Iterator[Any] = iter(loader)
+        if self.world_size > 1:  # every rank reads the same stream and keeps every world_size-th batch
+            batches = itertools.islice(batches, self.rank, None, self.world_size)
         if self.steps_per_epoch is not None:
             batches = itertools.islice(batches, self.steps_per_epoch)
         for item in itertools.islice(batches, start, None):

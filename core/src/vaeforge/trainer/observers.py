@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from vaeforge.api import Callback
+from vaeforge.api import Callback, Logger
 
 log = logging.getLogger("vaeforge")
 
@@ -69,6 +69,10 @@ class Observers:
         """Call a logger method (``log_hparams``, ``log_artifact``, ...) on every logger."""
         for logger in self.loggers:
             self._guarded(logger, method, *args)
+
+    def wants_histograms(self) -> bool:
+        """True when some logger overrides ``log_histograms`` (so tensors are only gathered when used)."""
+        return any(_overrides(lg, "log_histograms", Logger) and id(lg) not in self.disabled for lg in self.loggers)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, stage: str | None) -> None:
         """``log_metrics(metrics, step)``; loggers that accept a ``stage`` keyword get it too."""
