@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaeforge_hyperbolic._geoopt import load_geoopt
+
 GEOMETRY_DTYPE = torch.float64
 """The dtype ball points and their densities are computed in."""
 
@@ -50,9 +52,7 @@ _SERIES_BELOW = 0.1
 
 
 def _stereographic() -> ModuleType:
-    from geoopt.manifolds.stereographic import math as stereographic
-
-    return stereographic
+    return load_geoopt().manifolds.stereographic.math
 
 
 def _k(curvature: float, like: Tensor) -> Tensor:

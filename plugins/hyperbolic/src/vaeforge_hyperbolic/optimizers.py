@@ -29,6 +29,8 @@ import torch
 from attrs import field, frozen
 from attrs.validators import ge, gt, le, lt, optional
 
+from vaeforge_hyperbolic._geoopt import load_geoopt
+
 
 def _betas(instance: Any, attribute: Any, value: tuple[float, float]) -> None:
     if len(value) != 2 or not all(0.0 <= beta < 1.0 for beta in value):
@@ -83,7 +85,7 @@ class RiemannianSGDConfig:
 
 def riemannian_adam(params: Iterable[torch.nn.Parameter], config: RiemannianAdamConfig) -> torch.optim.Optimizer:
     """Build ``geoopt.optim.RiemannianAdam`` over ``params`` (the trainable parameters)."""
-    import geoopt
+    geoopt = load_geoopt()
 
     optimizer = geoopt.optim.RiemannianAdam(
         list(params),
@@ -107,7 +109,7 @@ def _integer_steps(optimizer: torch.optim.Optimizer) -> None:
 
 def riemannian_sgd(params: Iterable[torch.nn.Parameter], config: RiemannianSGDConfig) -> torch.optim.Optimizer:
     """Build ``geoopt.optim.RiemannianSGD`` over ``params`` (the trainable parameters)."""
-    import geoopt
+    geoopt = load_geoopt()
 
     return geoopt.optim.RiemannianSGD(
         list(params),
