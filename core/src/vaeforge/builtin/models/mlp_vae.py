@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -11,6 +10,7 @@ from attrs.validators import ge, in_, min_len
 from torch import Tensor, nn
 
 from vaeforge.api import DataInfo, ModelOutput
+from vaeforge.blocks import ACTIVATIONS, LIKELIHOODS, DataAdapter, mlp
 from vaeforge.distributions import DiagonalGaussian, decode_sample
 
 
@@ -27,26 +27,15 @@ class MLPVAEConfig:
 
     latent_dim: int = field(default=8, validator=ge(1))
     hidden: list[int] = field(factory=lambda: [256, 128], validator=min_len(1))
-    likelihood: str = field(default="auto", validator=in_(["auto", "bernoulli", "gaussian", "categorical"]))
-    activation: str = field(default="relu", validator=in_(["relu", "gelu", "silu", "tanh"]))
-
-
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-_LIKELIHOOD_OF_KIND = {"binary": "bernoulli", "continuous": "gaussian", "categorical": "categorical"}
-
-
-def mlp(sizes: list[int], activation: str) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if index < len(sizes) - 2:
-            layers.append(_ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
+    likelihood: str = field(default="auto", validator=in_(LIKELIHOODS))
+    activation: str = field(default="relu", validator=in_(list(ACTIVATIONS)))
 
 
 class MLPVAE(nn.Module):
     """A VAE whose encoder and decoder are MLPs over the flattened input.
+
+    In training mode ``forward`` decodes a posterior sample; in eval mode it
+    decodes the posterior mean, so validation metrics are deterministic.
 
     Parameters:
         config (`MLPVAEConfig`): sizes, activation and likelihood.
@@ -56,41 +45,31 @@ class MLPVAE(nn.Module):
 
     def __init__(self, config: MLPVAEConfig, data_info: DataInfo):
         super().__init__()
-        self.shape = tuple(data_info.shape)
-        self.likelihood = (
-            _LIKELIHOOD_OF_KIND.get(data_info.kind, "gaussian") if config.likelihood == "auto" else config.likelihood
-        )
-        if self.likelihood == "categorical" and not data_info.num_classes:
-            raise ValueError("a categorical likelihood needs data with num_classes")
-        self.num_classes = data_info.num_classes if self.likelihood == "categorical" else None
+        self.adapter = DataAdapter(data_info, config.likelihood)
+        self.likelihood = self.adapter.likelihood
         self.latent_dim = config.latent_dim
-        positions = math.prod(self.shape)
-        input_dim = positions * (self.num_classes or 1)
-        self.encoder = mlp([input_dim, *config.hidden, 2 * config.latent_dim], config.activation)
-        self.decoder = mlp([config.latent_dim, *reversed(config.hidden), input_dim], config.activation)
+        features = self.adapter.features
+        self.encoder = mlp([features, *config.hidden, 2 * config.latent_dim], config.activation)
+        self.decoder = mlp([config.latent_dim, *reversed(config.hidden), features], config.activation)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         """q(z | x) for a batch of inputs."""
-        if self.num_classes:
-            x = nn.functional.one_hot(x.long(), self.num_classes).to(self.encoder[0].weight.dtype)
-        mean, logvar = self.encoder(x.reshape(x.shape[0], -1)).chunk(2, dim=-1)
+        mean, logvar = self.encoder(self.adapter.flatten(x, self.encoder[0].weight.dtype)).chunk(2, dim=-1)
         return DiagonalGaussian(mean, logvar)
 
     def decode(self, z: Tensor) -> Tensor:
         """Decoder output parameters, shaped like the data (plus a class axis for categorical data)."""
-        out = self.decoder(z)
-        if self.num_classes:
-            return out.reshape(z.shape[0], *self.shape, self.num_classes)
-        return out.reshape(z.shape[0], *self.shape)
+        return self.adapter.unflatten(self.decoder(z))
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
+        """Encode ``batch["x"]``, take a posterior sample (the mean in eval mode) and decode it."""
         posterior = self.encode(batch["x"])
         z = posterior.sample() if self.training else posterior.mode()
         return ModelOutput(recon=self.decode(z), posterior=posterior, z=z)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` prior samples decoded to data space."""
+        """``n`` prior samples decoded to data space (Bernoulli draw, mean or argmax)."""
         device = self.decoder[0].weight.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return decode_sample(self.decode(z), self.likelihood, generator=generator)

@@ -1,0 +1,68 @@
+"""Building blocks for model plugins: MLPs and the data <-> network adapter.
+
+Every VAE over flat features repeats the same chores: choose a likelihood
+from the data kind, one-hot encode categorical inputs, flatten for the
+encoder and reshape the decoder output back to the data's shape (plus a class
+axis for categorical data). :class:`DataAdapter` does them once, so a model
+file holds only what is particular to that model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from vaeforge.api import DataInfo
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+"""Activation names a model config may use."""
+
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "categorical")
+"""Likelihood names a model config may use; ``auto`` follows the data kind."""
+
+_LIKELIHOOD_OF_KIND = {"binary": "bernoulli", "continuous": "gaussian", "categorical": "categorical"}
+
+
+def mlp(sizes: list[int], activation: str = "relu", *, last_activation: bool = False) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (and after the last, if asked)."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if last_activation or index < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class DataAdapter:
+    """Maps a batch's ``x`` to flat network inputs and flat network outputs back to data shape.
+
+    Parameters:
+        data_info (`DataInfo`): the data's shape, kind and class count.
+        likelihood (`str`): one of :data:`LIKELIHOODS`; ``auto`` picks Bernoulli for binary,
+            Gaussian for continuous and categorical for categorical data.
+
+    Raises:
+        ValueError: a categorical likelihood for data without ``num_classes``.
+    """
+
+    def __init__(self, data_info: DataInfo, likelihood: str = "auto"):
+        self.shape = tuple(data_info.shape)
+        self.likelihood = _LIKELIHOOD_OF_KIND.get(data_info.kind, "gaussian") if likelihood == "auto" else likelihood
+        if self.likelihood == "categorical" and not data_info.num_classes:
+            raise ValueError("a categorical likelihood needs data with num_classes")
+        self.num_classes = data_info.num_classes if self.likelihood == "categorical" else None
+        self.features = math.prod(self.shape) * (self.num_classes or 1)
+        """Width of the flat input (and of the decoder's flat output)."""
+
+    def flatten(self, x: Tensor, dtype: object) -> Tensor:
+        """``[batch, *shape]`` data -> ``[batch, features]`` network input (one-hot for categorical)."""
+        if self.num_classes:
+            x = nn.functional.one_hot(x.long(), self.num_classes)
+        return x.to(dtype).reshape(x.shape[0], -1)
+
+    def unflatten(self, out: Tensor) -> Tensor:
+        """``[batch, features]`` decoder output -> ``[batch, *shape]`` (``[..., classes]`` for categorical)."""
+        if self.num_classes:
+            return out.reshape(out.shape[0], *self.shape, self.num_classes)
+        return out.reshape(out.shape[0], *self.shape)
