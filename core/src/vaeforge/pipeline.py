@@ -8,6 +8,7 @@ over from stage to stage until a later stage unfreezes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -15,6 +16,8 @@ from torch import nn
 
 from vaeforge.config import ComponentSpec, LossSpec, RunConfig, UntilConfig
 from vaeforge.errors import ConfigError, did_you_mean
+
+_STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @attrs.frozen
@@ -30,6 +33,8 @@ class Stage:
     :param losses: the loss terms.
     :param frozen: dotted names of the submodules frozen during this stage.
     :param until: the early-transition rule, or None.
+    :param freeze: the names this stage's config lists under ``freeze`` (for error messages).
+    :param unfreeze: the names this stage's config lists under ``unfreeze``.
     """
 
     index: int
@@ -41,6 +46,8 @@ class Stage:
     losses: list[LossSpec]
     frozen: tuple[str, ...]
     until: UntilConfig | None
+    freeze: tuple[str, ...] = ()
+    unfreeze: tuple[str, ...] = ()
 
 
 def resolve_stages(config: RunConfig) -> list[Stage]:
@@ -65,27 +72,45 @@ def resolve_stages(config: RunConfig) -> list[Stage]:
                 losses=list(spec.losses) if spec.losses is not None else list(config.losses),
                 frozen=tuple(frozen),
                 until=spec.until,
+                freeze=tuple(spec.freeze),
+                unfreeze=tuple(spec.unfreeze),
             )
         )
+    errors = [f"$.stages[{s.index}].name: {s.name!r} cannot name a checkpoint folder; use letters, digits, "
+              "'.', '_' and '-' (not 'best')" for s in stages if not _STAGE_NAME.fullmatch(s.name) or s.name == "best"]
     names = [s.name for s in stages]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"$.stages: stage names must be unique; repeated: {', '.join(duplicates)}")
+        errors.append(f"$.stages: stage names must be unique; repeated: {', '.join(duplicates)}")
+    if errors:
+        raise ConfigError(errors)
     return stages
 
 
 def check_module_names(stages: Sequence[Stage], model: nn.Module) -> None:
-    """Every frozen name must be a submodule of the model (reported together)."""
+    """Every ``freeze`` / ``unfreeze`` name must be a submodule, and every stage must train something.
+
+    Problems are reported together, each at the config path that names it.
+    """
     modules = dict(model.named_modules())
+    choices = [n for n in modules if n]
+    top = ", ".join(n for n in choices if "." not in n)
     errors = []
     for stage in stages:
-        for name in stage.frozen:
-            if name not in modules:
-                choices = [n for n in modules if n]
-                errors.append(f"$.stages[{stage.index}].freeze: no submodule {name!r}{did_you_mean(name, choices)}"
-                              f" (top-level submodules: {', '.join(n for n in choices if '.' not in n)})")
+        for key, names in (("freeze", stage.freeze), ("unfreeze", stage.unfreeze)):
+            for position, name in enumerate(names):
+                if name not in modules or not name:
+                    errors.append(f"$.stages[{stage.index}].{key}[{position}]: no submodule {name!r}"
+                                  f"{did_you_mean(name, choices)} (top-level submodules: {top})")
     if errors:
-        raise ConfigError(sorted(set(errors)))
+        raise ConfigError(errors)
+    for stage in stages:
+        frozen = {id(p) for name in stage.frozen for p in modules[name].parameters()}
+        if all(id(p) in frozen for p in model.parameters()):
+            errors.append(f"$.stages[{stage.index}].freeze: stage {stage.name!r} freezes every parameter; "
+                          "nothing would train")
+    if errors:
+        raise ConfigError(errors)
 
 
 def apply_freeze(model: nn.Module, frozen: Sequence[str]) -> None:

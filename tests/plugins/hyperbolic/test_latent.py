@@ -151,3 +151,27 @@ def test_bad_curvature_is_rejected(curvature):
         PoincareLatent(in_features=4, latent_dim=2, curvature=curvature)
     with pytest.raises(ValueError, match="curvature"):
         WrappedNormal.standard((1, 2), curvature)
+
+
+@pytest.mark.parametrize("curvature", CURVATURES)
+def test_kl_prior_term_uses_the_exact_distance_from_the_origin(curvature):
+    generator = torch.Generator().manual_seed(6)
+    mean = exp0(torch.randn(2000, 6, generator=generator, dtype=torch.float64) * 1.5, curvature)
+    posterior = WrappedNormal(mean, torch.rand(2000, 6, generator=generator) + 0.05, curvature)
+    z = posterior.sample(generator=generator)
+    v = posterior._last[0]
+    torch.testing.assert_close(posterior._distance_from_origin(v), log0(z, curvature).norm(dim=-1))
+    torch.testing.assert_close(posterior.kl(), posterior.log_prob(z) - standard_log_prob(z, curvature))
+
+
+def test_kl_keeps_growing_for_posteriors_that_reach_past_the_representable_ball():
+    """Samples beyond distance 16.8 / sqrt(c) are pulled back, but the KL must not reward them."""
+    n, dim = 20_000, 16
+    estimates = []
+    for scale in (1.0, 3.0, 10.0, 30.0):
+        posterior = WrappedNormal(torch.zeros(n, dim), torch.full((n, dim), scale))
+        posterior.sample(generator=torch.Generator().manual_seed(7))
+        estimates.append(posterior.kl().mean().item())
+        # at the origin the log-volume terms cancel: the KL is the Gaussian one
+        assert estimates[-1] == pytest.approx(dim * (0.5 * scale**2 - math.log(scale) - 0.5), rel=0.02, abs=0.05)
+    assert estimates == sorted(estimates)
