@@ -192,7 +192,7 @@ def test_a_config_using_a_broken_plugin_names_plugin_distribution_version_and_ca
         result = run_cli(capsys, "train", "run.yaml", "--run-dir", "run")
     assert result.code == 2
     (line,) = result.errors
-    assert line.startswith(f"run.yaml:4: $.losses[0].name: ")
+    assert line.startswith("run.yaml:4: $.losses[0].name: ")
     assert f"{describe(name)}" in line and cause in line
     assert not Path("run").exists()
 

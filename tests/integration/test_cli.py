@@ -86,7 +86,7 @@ def test_components_marks_required_fields_and_lists_every_kind(capsys: pytest.Ca
     assert kinds == {"model", "loss", "callback", "data_source", "logger", "optimizer", "scheduler", "schedule"}
     assert "    path: str, required. a ``.npy`` file (loaded with ``allow_pickle=False``) or a ``.safetensors`` file." \
         in result.out.splitlines()
-    assert "    every_n_steps: int | None, default None. also save every N optimizer steps." in result.out.splitlines()
+    assert "    every_n_steps: int | None, default null. also save every N optimizer steps." in result.out.splitlines()
 
 
 def test_components_of_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,45 +124,22 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_components(args: argparse.Namespace) -> int:
-    import attrs
-
-    from vaeforge.registry import KINDS
+    from vaeforge.registry import KINDS, config_fields
 
     registry = _registry()
     if args.kind and args.kind not in KINDS:
         from vaeforge.errors import did_you_mean
 
-        raise UserError(f"unknown component kind {args.kind!r}{did_you_mean(args.kind, KINDS)} (kinds: {', '.join(KINDS)})")
+        raise UserError(f"unknown component kind {args.kind!r}{did_you_mean(args.kind, KINDS)} "
+                        f"(kinds: {', '.join(KINDS)})")
     for component in registry.components(args.kind):
         if component.kind == "preset":
             continue
-        print(f"{component.kind} {component.name}  [plugin {component.plugin}]  {component.doc}")
-        if component.config is not None:
-            docs = _param_docs(component.config.__doc__ or "")
-            for field in attrs.fields(component.config):
-                default = "required" if field.default is attrs.NOTHING else (
-                    f"default {field.default.factory()!r}" if isinstance(field.default, attrs.Factory)  # type: ignore[arg-type]
-                    else f"default {field.default!r}")
-                kind = getattr(field.type, "__name__", None) or str(field.type).replace("typing.", "")
-                print(f"    {field.name}: {kind}, {default}. {docs.get(field.name, '')}".rstrip())
+        print(f"{component.kind} {component.name}  [plugin {component.plugin}]  {component.doc}".rstrip())
+        for field in config_fields(component.config) if component.config is not None else ():
+            default = "required" if field.default is None else f"default {field.default}"
+            print(f"    {field.name}: {field.type}, {default}. {field.doc}".rstrip())
     return 0
-
-
-def _param_docs(doc: str) -> dict[str, str]:
-    """``:param name: text`` entries of a docstring (continuation lines joined)."""
-    docs: dict[str, str] = {}
-    current = None
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(":param "):
-            name, _, text = stripped[len(":param "):].partition(":")
-            current = name.strip()
-            docs[current] = text.strip()
-        elif current and stripped and not stripped.startswith(":"):
-            docs[current] += " " + stripped
-        else:
-            current = None
-    return docs
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ import attrs
 import cattrs
 import yaml
 from attrs import field, frozen
-from attrs.validators import ge, gt, in_, optional
+from attrs.validators import ge, gt, optional
 from cattrs.errors import (
     AttributeValidationNote,
     ClassValidationError,
@@ -79,7 +79,7 @@ class LossSpec:
 
     :param name: the registered loss name.
     :param params: the term's own settings.
-    :param weight: a constant multiplier, or a :class:`ScheduleSpec`.
+    :param weight: a constant multiplier, or a schedule written as ``{schedule: <name>, <params>...}``.
     """
 
     name: str
@@ -710,7 +710,8 @@ def _resolve_component(kind: str, path: str, spec: Any, registry: Registry) -> l
     elif kind == "loss" and "weight" in spec:
         weight = spec["weight"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            errors.append((f"{path}.weight", f"expected a number or {{schedule: <name>, ...}}, got {_describe(weight)}"))
+            errors.append((f"{path}.weight",
+                           f"expected a number or {{schedule: <name>, ...}}, got {_describe(weight)}"))
     return errors
 
 
@@ -747,7 +748,7 @@ def _flatten_errors(exc: BaseException, path: str) -> list[tuple[str, str]]:
         ]
     if isinstance(exc, KeyError):
         return [(path, "required key missing")]
-    if isinstance(exc, BaseExceptionGroup):
+    if isinstance(getattr(exc, "exceptions", None), tuple):  # any other exception group (3.10: the backport)
         return [e for sub in exc.exceptions for e in _flatten_errors(sub, path)]
     return [(path, _message(exc))]
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vaeforge.cli import CommandRegistry
     from vaeforge.registry import Component
-
-    from collections.abc import Callable
 
     RegisterFn = Callable[..., Component]
 

@@ -31,8 +31,11 @@ it in a config file is an error).
 from __future__ import annotations
 
 import importlib
+import re
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal, Union
 
 import attrs
 
@@ -94,6 +97,98 @@ class Component:
             if text:
                 return text.splitlines()[0]
         return ""
+
+
+@attrs.frozen
+class FieldDoc:
+    """One field of a component's config class, as ``vaeforge components`` and the docs show it.
+
+    :param name: the key in ``params``.
+    :param type: the type, spelled as in Python (``int | None``, ``'min' | 'max'`` for a Literal).
+    :param default: the default as Python would print it, or None when the field is required.
+    :param doc: the field's ``:param name:`` text from the class docstring.
+    """
+
+    name: str
+    type: str
+    default: str | None
+    doc: str
+
+
+def config_fields(config: type) -> list[FieldDoc]:
+    """The fields of an attrs config class in declaration order, with types, defaults and docs."""
+    try:
+        attrs.resolve_types(config)
+    except Exception:  # noqa: S110 - an unresolvable annotation is shown as written
+        pass
+    docs = param_docs(config.__doc__ or "")
+    fields = []
+    for field in attrs.fields(config):
+        if field.default is attrs.NOTHING:
+            default = None
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            default = format_default(field.default.factory())
+        else:
+            default = format_default(field.default)
+        fields.append(FieldDoc(field.name, type_name(field.type), default, docs.get(field.name, "")))
+    return fields
+
+
+def param_docs(doc: str) -> dict[str, str]:
+    """``:param name: text`` entries of a docstring, continuation lines joined."""
+    docs: dict[str, str] = {}
+    current = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(":param "):
+            name, _, text = stripped[len(":param "):].partition(":")
+            current = name.strip()
+            docs[current] = text.strip()
+        elif current and stripped and not stripped.startswith(":"):
+            docs[current] += " " + stripped
+        else:
+            current = None
+    return docs
+
+
+def type_name(annotation: Any) -> str:
+    """``int | None``, ``list[str]``, ``'fp32' | 'bf16'``: a type as a reader writes it, without module paths."""
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is None or annotation is type(None):
+        return "None"
+    if annotation is Any:
+        return "Any"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is not None:
+        inner = ", ".join("..." if arg is Ellipsis else type_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+_YAML_WORDS = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"}
+
+
+def format_default(value: Any) -> str:
+    """A default as it would be written in a YAML run file (flow style): ``null``, ``true``, ``[256, 128]``."""
+    if attrs.has(type(value)):
+        value = {a.name: getattr(value, a.name) for a in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {format_default(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_default(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        plain = re.fullmatch(r"[A-Za-z_][\w./-]*", value) and value.lower() not in _YAML_WORDS
+        return value if plain else repr(value)
+    return repr(value)
 
 
 class Registry:
