@@ -47,6 +47,8 @@ def probe_writable(folder: Path) -> None:
 
 def prepare_run_dir(folder: Path, config: RunConfig) -> Path:
     """Create a new run folder and write its ``config.yaml``; refuses a folder that already holds a run."""
+    from vaeforge.checkpoint import fsync_dir
+
     folder = Path(folder)
     if (folder / "config.yaml").exists():
         raise RunFolderError(f"{folder}: already holds a run; continue it with 'vaeforge resume {folder}' "
@@ -58,9 +60,14 @@ def prepare_run_dir(folder: Path, config: RunConfig) -> Path:
     probe_writable(folder)
     tmp = folder / ".config.yaml.tmp"
     try:
-        tmp.write_text(config_to_yaml(config), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(config_to_yaml(config))
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(folder / "config.yaml")
+        fsync_dir(folder)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise RunFolderError(f"{folder / 'config.yaml'}: cannot write: {exc.strerror or exc}") from None
     return folder
 
@@ -100,21 +107,32 @@ def train(config: RunConfig, registry: Registry, folder: Path, device: str | Non
 
 
 def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[str, float]:
-    """Continue the run in ``folder`` from its newest complete checkpoint."""
+    """Continue the run in ``folder`` from its newest complete checkpoint.
+
+    A run killed before its first checkpoint (the ``start`` one, written
+    before any step) has produced nothing yet and starts from the beginning.
+    A run whose checkpoints are all incomplete or damaged is an error.
+    """
     from vaeforge import checkpoint
     from vaeforge.trainer.loop import Trainer
 
     folder = Path(folder)
     config = load_run_config(folder, registry)
     probe_writable(folder)
-    latest = checkpoint.find_latest(folder / "checkpoints")
-    if latest is None:
-        raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {folder / 'checkpoints'}")
+    root = folder / "checkpoints"
+    checkpoint.sweep_temporaries(root)  # leftovers of the killed process's interrupted writes
+    latest = checkpoint.find_latest(root)
+    if latest is None and checkpoint.has_step_folders(root):
+        raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {root}; "
+                             "every one is incomplete or damaged (see the warnings above)")
+    trainer = Trainer(config, registry, folder, device=device)
     handler = attach_train_log(folder)
     try:
-        log.info("resuming %s from %s", config.name, latest)
-        trainer = Trainer(config, registry, folder, device=device)
-        trainer.load_checkpoint(latest)
+        if latest is None:
+            log.info("resuming %s: no checkpoint yet, starting from the beginning", config.name)
+        else:
+            log.info("resuming %s from %s", config.name, latest.relative_to(folder))
+            trainer.load_checkpoint(latest)
         return trainer.fit()
     finally:
         logging.getLogger("vaeforge").removeHandler(handler)

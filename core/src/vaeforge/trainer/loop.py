@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from torch import nn
 from vaeforge import checkpoint as ckpt
 from vaeforge.api import Context, DataSplits, LossResult, MetricSink
 from vaeforge.config import ComponentSpec, RunConfig, to_dict
-from vaeforge.errors import ConfigError, NonFiniteError, UserError
+from vaeforge.errors import CheckpointError, ConfigError, NonFiniteError
 from vaeforge.pipeline import Stage, apply_freeze, check_module_names, resolve_stages, threshold_crossed
 from vaeforge.registry import Registry
 from vaeforge.trainer.batches import TrainBatches, validation_batches
@@ -102,6 +101,9 @@ class Trainer:
         self.composer: LossComposer | None = None
         self._optimizer_stage = -1
         self._pending_state: dict[str, Any] | None = None
+        self._pending_rng: dict[str, Any] | None = None
+        self._resumed = False
+        self._stage_done = False
         self._save_requests: list[dict[str, Any]] = []
         self._timer = time.perf_counter()
         self._timed_batches = 0
@@ -152,9 +154,12 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self) -> dict[str, float]:
-        """Run (or continue) every stage; returns the last logged metrics."""
-        if self.finished:
-            return self.metrics
+        """Run (or continue) every stage; returns the last logged metrics.
+
+        A fresh run saves a ``start`` checkpoint before its first step, so a
+        run killed at any moment can be resumed. A resumed run that had
+        already finished only redoes the epilogue (closing loggers).
+        """
         self.observers.call("log_hparams", to_dict(self.config))
         self.observers.event("on_fit_start", self)
         try:
@@ -163,6 +168,12 @@ class Trainer:
                 if self._optimizer_stage != stage.index:
                     self._setup_stage(stage)
                     self._restore_stage_state()
+                if self._pending_rng is not None:  # restored last: stage setup may draw random numbers
+                    ckpt.restore_rng(self._pending_rng)
+                    self._pending_rng = None
+                elif not self._resumed and self.global_step == 0 and self.stage_index == 0:
+                    self._save("start")
+                    self._resumed = True
                 if self.epoch == 0 and self.batch_index == 0:
                     self.stage_start_step = self.global_step
                     self.observers.event("on_stage_start", self, stage.name)
@@ -171,28 +182,38 @@ class Trainer:
                 self.stage_index += 1
                 self.epoch = 0
                 self.batch_index = 0
-            self.finished = True
-            self._save("end")
+                self._stage_done = False
+            if not self.finished:
+                self.finished = True
+                self._save("end")
         finally:
             self.observers.event("on_fit_end", self)
             self.observers.close()
         return self.metrics
 
     def _run_stage(self, stage: Stage) -> None:
+        """The epochs of one stage, from the saved position on.
+
+        The end of an epoch (validation, ``until``, callbacks asking to stop)
+        is followed by one safe point whose checkpoint records whether the
+        stage is over, so a resume never trains a finished stage further.
+        """
         max_epochs = stage.epochs if stage.epochs is not None else math.inf
-        while self.epoch < max_epochs and not self._stage_steps_done(stage):
+        while not self._stage_done and self.epoch < max_epochs and not self._stage_steps_done(stage):
             if self.batch_index == 0:
                 self.observers.event("on_epoch_start", self)
             self._run_epoch(stage)
-            if self._stage_steps_done(stage) and self.batch_index != 0:
+            if self._stage_steps_done(stage) and not self._epoch_complete():
                 break  # max_steps ended the stage mid-epoch
-            done = self._end_epoch(stage)
+            self._stage_done = self._end_epoch(stage)
             self.epoch += 1
             self.batch_index = 0
-            if done:
-                self._process_saves()
-                return
             self._process_saves()
+
+    def _epoch_complete(self) -> bool:
+        """True once every batch of the current epoch is done (never for endless streams)."""
+        per_epoch = self.batches.steps_per_epoch
+        return per_epoch is not None and self.batch_index >= per_epoch
 
     def _stage_steps_done(self, stage: Stage) -> bool:
         if stage.max_steps is not None and self.global_step - self.stage_start_step >= stage.max_steps:
@@ -216,7 +237,8 @@ class Trainer:
             every = self.config.trainer.val_every_n_steps
             if every and self.global_step % every == 0:
                 self._validate()
-            self._process_saves()
+            if not self._epoch_complete():  # after the last batch, the epoch's end is the safe point
+                self._process_saves()
             if self._stage_steps_done(stage):
                 return
 
@@ -400,9 +422,13 @@ class Trainer:
         self._save_requests.append({"best": best, "keep_last": keep_last, "tag": tag})
 
     def _process_saves(self) -> None:
+        """Write one checkpoint for every request since the last safe point (requests are merged)."""
         requests, self._save_requests = self._save_requests, []
-        for request in requests:
-            self._save(request["tag"], best=request["best"], keep_last=request["keep_last"])
+        if not requests:
+            return
+        keeps = [r["keep_last"] for r in requests if r["keep_last"]]
+        tag = "+".join(dict.fromkeys(r["tag"] for r in requests))
+        self._save(tag, best=any(r["best"] for r in requests), keep_last=max(keeps) if keeps else None)
 
     def checkpoint_root(self) -> Path:
         """``checkpoints/`` of the run folder."""
@@ -413,24 +439,34 @@ class Trainer:
         return self.checkpoint_root() / stage.name if self.pipeline else self.checkpoint_root()
 
     def _save(self, tag: str, *, best: bool = False, keep_last: int | None = None) -> Path | None:
+        """Write a checkpoint of the current position (``<stage folder>/step-N``, ``step-N-1`` when taken).
+
+        A later checkpoint of the same step (the end of the run right after
+        its last epoch) supersedes the earlier ones, which are then deleted;
+        ``best`` moves to the new folder; ``keep_last`` prunes the stage
+        folder, never deleting the folder ``best`` names.
+        """
         bad = first_nonfinite_parameter(self.model)
         if bad is not None:
             log.warning("not saving a checkpoint at step %d: parameter %r is non-finite", self.global_step, bad)
             return None
-        folder = self._stage_folder() / f"step-{self.global_step:08d}"
+        parent = self._stage_folder()
+        folder = ckpt.next_step_folder(parent, self.global_step)
         meta = {"step": self.global_step, "stage": self.stages[min(self.stage_index, len(self.stages) - 1)].name,
-                "epoch": self.epoch, "finished": self.finished, "tag": tag}
-        if not folder.exists():
-            ckpt.save_checkpoint(folder, model=self.model.state_dict(), state=self.state_dict(),
-                                 ema=self.ema.module.state_dict() if self.ema else None, meta=meta)
-            log.info("saved checkpoint %s", folder.relative_to(self.run_dir))
+                "stage_index": self.stage_index, "epoch": self.epoch, "batch_index": self.batch_index,
+                "finished": self.finished, "tag": tag}
+        ckpt.save_checkpoint(folder, model=self.model.state_dict(), state=self.state_dict(),
+                             ema=self.ema.module.state_dict() if self.ema else None, meta=meta)
+        log.info("saved checkpoint %s (%s)", folder.relative_to(self.run_dir), tag)
+        root = self.checkpoint_root()
         if best:
-            tmp = folder.parent / f".tmp-best-{folder.name}"
-            ckpt.save_checkpoint(tmp, model=self.model.state_dict(), state=self.state_dict(),
-                                 ema=self.ema.module.state_dict() if self.ema else None, meta={**meta, "tag": "best"})
-            ckpt.replace_folder(tmp, self.checkpoint_root() / "best")
+            ckpt.point_best(root, folder)
+        protect = ckpt.best_target(root)
+        for step, older in list(ckpt.step_folders(parent)):
+            if step == self.global_step and older != folder and older.parent == parent and older.resolve() != protect:
+                ckpt.remove_checkpoint(older)
         if keep_last:
-            prune_checkpoints(folder.parent, keep_last)
+            ckpt.prune_checkpoints(parent, keep_last, protect=protect)
         return folder
 
     def state_dict(self) -> dict[str, Any]:
@@ -441,6 +477,7 @@ class Trainer:
                 "stage_index": self.stage_index,
                 "epoch": self.epoch,
                 "batch_index": self.batch_index,
+                "stage_done": self._stage_done,
                 "skipped_steps": self.skipped_steps,
                 "consecutive_skips": self.consecutive_skips,
                 "stage_start_step": self.stage_start_step,
@@ -455,7 +492,7 @@ class Trainer:
                        for t in (self.composer.terms if self.composer else [])],
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
             "loggers": [lg.state_dict() if hasattr(lg, "state_dict") else {} for lg in self.loggers],
-            "ctx": {"weight_scales": dict(self.ctx.weight_scales),
+            "ctx": {"weight_scales": dict(self.ctx.weight_scales), "weights": dict(self.ctx.weights),
                     "values": {k: v for k, v in self.ctx.values.items() if isinstance(v, (int, float, str))}},
             "metric_sinks": {"step": self.step_metrics.state_dict(), "epoch": self.epoch_metrics.state_dict()},
             "metrics": dict(self.metrics),
@@ -463,20 +500,42 @@ class Trainer:
         }
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Restore a checkpoint written by :meth:`_save` (the optimizer once its stage is set up)."""
+        """Restore a checkpoint written by :meth:`_save`.
+
+        The optimizer, scheduler, scaler and loss-term states are restored
+        once their stage is set up in :meth:`fit`, the random generators right
+        before training continues.
+
+        :raises CheckpointError: when the checkpoint is unreadable or does not fit this run.
+        """
+        folder = Path(folder)
         loaded = ckpt.load_checkpoint(folder)
-        self.model.load_state_dict(loaded["model"])
+        try:
+            self._restore(loaded, folder)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+            message = " ".join(str(exc).split())[:400]
+            raise CheckpointError(f"{folder}: does not fit this run ({type(exc).__name__}: {message})") from None
+
+    def _restore(self, loaded: dict[str, Any], folder: Path) -> None:
         state = loaded["state"]
+        progress = state["progress"]
+        stage_index = int(progress["stage_index"])
+        saved_stage = loaded["manifest"].get("stage")
+        expected = self.stages[min(stage_index, len(self.stages) - 1)].name
+        if stage_index > len(self.stages) or saved_stage != expected:
+            raise CheckpointError(f"{folder}: a checkpoint of stage {saved_stage!r} (number {stage_index + 1}); "
+                                  f"this run's config has stages {', '.join(s.name for s in self.stages)}")
+        self.model.load_state_dict(loaded["model"])
         if self.ema is not None:
             if loaded["ema"] is None:
-                raise UserError(f"{folder}: the run uses EMA but the checkpoint has no ema.safetensors")
+                raise CheckpointError(f"{folder}: the run uses EMA but the checkpoint has no ema.safetensors")
             self.ema.module.load_state_dict(loaded["ema"])
             self.ema.updates = int(state["ema_updates"] or 0)
-        progress = state["progress"]
         self.global_step = int(progress["global_step"])
-        self.stage_index = int(progress["stage_index"])
+        self.stage_index = stage_index
         self.epoch = int(progress["epoch"])
         self.batch_index = int(progress["batch_index"])
+        self._stage_done = bool(progress.get("stage_done", False))
         self.skipped_steps = int(progress["skipped_steps"])
         self.consecutive_skips = int(progress["consecutive_skips"])
         self.stage_start_step = int(progress["stage_start_step"])
@@ -488,12 +547,15 @@ class Trainer:
             if hasattr(logger, "load_state_dict"):
                 logger.load_state_dict(lg_state)
         self.ctx.weight_scales.update(state["ctx"]["weight_scales"])
+        self.ctx.weights.update(state["ctx"].get("weights", {}))
         self.ctx.values.update(state["ctx"]["values"])
         self.step_metrics.load_state_dict(state["metric_sinks"]["step"])
         self.epoch_metrics.load_state_dict(state["metric_sinks"]["epoch"])
         self.metrics = dict(state["metrics"])
         self._pending_state = state if int(progress["optimizer_stage"]) == self.stage_index else None
-        ckpt.restore_rng(state["rng"])
+        ckpt.restore_rng(state["rng"])  # fails now on a bad state; restored again in fit()
+        self._pending_rng = state["rng"]
+        self._resumed = True
         self._timer = time.perf_counter()
 
     def _restore_stage_state(self) -> None:
@@ -501,14 +563,19 @@ class Trainer:
         if state is None:
             return
         assert self.optimizer is not None and self.composer is not None
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.precision.scaler is not None and state["scaler"] is not None:
-            self.precision.scaler.load_state_dict(state["scaler"])
-        for weighted, loss_state in zip(self.composer.terms, state["losses"]):
-            if loss_state is not None and hasattr(weighted.term, "load_state_dict"):
-                weighted.term.load_state_dict(loss_state)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            if self.precision.scaler is not None and state["scaler"] is not None:
+                self.precision.scaler.load_state_dict(state["scaler"])
+            for weighted, loss_state in zip(self.composer.terms, state["losses"]):
+                if loss_state is not None and hasattr(weighted.term, "load_state_dict"):
+                    weighted.term.load_state_dict(loss_state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            message = " ".join(str(exc).split())[:400]
+            raise CheckpointError(f"the checkpoint's optimizer or scheduler state does not fit stage "
+                                  f"{self.stages[self.stage_index].name!r} ({type(exc).__name__}: {message})") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -535,10 +602,7 @@ def first_nonfinite_parameter(model: nn.Module) -> str | None:
 
 
 def prune_checkpoints(folder: Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` step checkpoints directly inside ``folder``."""
-    steps = sorted((step, path) for step, path in ckpt.step_folders(folder) if path.parent == folder)
-    for _, path in steps[:-keep_last]:
-        shutil.rmtree(path, ignore_errors=True)
-
+    """Delete all but the newest ``keep_last`` step checkpoints directly inside ``folder`` (never ``best``'s)."""
+    ckpt.prune_checkpoints(folder, keep_last, protect=ckpt.best_target(Path(folder)) or ckpt.best_target(Path(folder).parent))
 
 __all__ = ["Trainer", "first_nonfinite_module", "prune_checkpoints", "seed_everything"]
