@@ -134,3 +134,30 @@ def test_parse_override_path_rejects(text: str) -> None:
 )
 def test_did_you_mean(word: str, choices: list[str], hint: str) -> None:
     assert did_you_mean(word, choices) == hint
+
+
+ALIASED = """\
+name: aliased
+data: {name: synthetic}
+model: {name: mlp_vae}
+losses: [{name: mse_recon}, &kl {name: kl, weight: &ramp {schedule: linear, start: 0.0, end: 1.0, epochs: 2}}]
+optimizer: &opt {name: adamw, params: {lr: 0.001}}
+stages:
+  - {name: a, epochs: 1, optimizer: *opt, losses: [*kl]}
+  - {name: b, epochs: 1, optimizer: *opt, losses: [{name: kl, weight: *ramp}]}
+"""
+
+
+def test_yaml_aliases_resolve_like_copies_and_show_without_anchors(tmp_path: Path, registry,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAEFORGE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.chdir(tmp_path)
+    Path("aliased.yaml").write_text(ALIASED)
+    config = load_config("aliased.yaml", registry)
+    assert config.stages[0].optimizer == config.stages[1].optimizer == config.optimizer
+    assert config.stages[1].losses[0].weight == config.losses[1].weight
+    shown = show(capsys, "aliased.yaml")
+    assert "&" not in shown and "*" not in shown
+    Path("shown.yaml").write_text(shown)
+    assert load_config("shown.yaml", registry) == config

@@ -416,9 +416,23 @@ def parse_yaml(text: str, origin: str, path: str = "$") -> tuple[Any, dict[str, 
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 
 
-def _check_nodes(node: yaml.Node, path: str, lines: dict[str, int], problems: list[str]) -> None:
-    """Map ``$.`` paths to line numbers; collect ``line: path: problem`` for unsafe tags and duplicate keys."""
+def _check_nodes(node: yaml.Node, path: str, lines: dict[str, int], problems: list[str],
+                 seen: set[int] | None = None, ancestors: tuple[int, ...] = ()) -> None:
+    """Map ``$.`` paths to line numbers; collect ``line: path: problem`` for unsafe tags and duplicate keys.
+
+    A node reached again through an alias is checked once (so nested aliases
+    cannot make this exponential), and an alias to one of its own ancestors
+    (a recursive document) is a problem.
+    """
+    seen = set() if seen is None else seen
     line = node.start_mark.line + 1
+    if id(node) in ancestors:
+        problems.append(f"{line}: {path}: a recursive alias; a config must be a tree")
+        return
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    ancestors = (*ancestors, id(node))
     lines.setdefault(path, line)
     if node.tag not in _Loader.yaml_constructors:
         tag = node.tag.replace(_YAML_TAG_PREFIX, "!!")
@@ -437,10 +451,10 @@ def _check_nodes(node: yaml.Node, path: str, lines: dict[str, int], problems: li
                                     f"(first given on line {first_seen[key.value]})")
                 first_seen.setdefault(key.value, key_line)
             lines.setdefault(f"{path}.{key.value}", key_line)
-            _check_nodes(value, f"{path}.{key.value}", lines, problems)
+            _check_nodes(value, f"{path}.{key.value}", lines, problems, seen, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _check_nodes(item, f"{path}[{index}]", lines, problems)
+            _check_nodes(item, f"{path}[{index}]", lines, problems, seen, ancestors)
 
 
 def dump_yaml(document: Any) -> str:
@@ -675,7 +689,13 @@ def _component_sites(document: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
 
 
 def structure_params(config_cls: type | None, params: Any, path: str) -> tuple[Any, list[tuple[str, str]]]:
-    """Structure raw ``params`` into ``config_cls``; return (instance, [(path, message)])."""
+    """Structure raw ``params`` into ``config_cls``; return (instance, [(path, message)]).
+
+    An instance of ``config_cls`` is returned as it is: a component spec
+    shared through a YAML alias is resolved once and then seen again.
+    """
+    if config_cls is not None and isinstance(params, config_cls):
+        return params, []
     if config_cls is None:
         if params:
             return None, [(path, "this component takes no parameters")]
@@ -704,10 +724,11 @@ def _resolve_component(kind: str, path: str, spec: Any, registry: Registry) -> l
     except (ComponentError, PluginError) as exc:
         return [(f"{path}.name", str(exc))]
     params, errors = structure_params(component.config, spec.get("params"), f"{path}.params")
-    spec["params"] = params
+    if not errors:  # keep what was written otherwise, so every alias of a bad spec reports it
+        spec["params"] = params
     if kind == "loss" and isinstance(spec.get("weight"), Mapping):
         errors += _resolve_schedule(spec, f"{path}.weight", registry)
-    elif kind == "loss" and "weight" in spec:
+    elif kind == "loss" and "weight" in spec and not isinstance(spec["weight"], ScheduleSpec):
         weight = spec["weight"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             errors.append((f"{path}.weight",
@@ -725,7 +746,8 @@ def _resolve_schedule(spec: dict[str, Any], path: str, registry: Registry) -> li
     except (ComponentError, PluginError) as exc:
         return [(f"{path}.schedule", str(exc))]
     params, errors = structure_params(component.config, raw, path)
-    spec["weight"] = ScheduleSpec(name=name, params=params)
+    if not errors:
+        spec["weight"] = ScheduleSpec(name=name, params=params)
     return errors
 
 
