@@ -5,9 +5,17 @@ Fixtures:
 ``vaeforge_pm``
     a fresh :class:`~vaeforge.plugins.PluginManager` with the built-ins
     registered and entry-point discovery off; register the plugin under test
-    with ``vaeforge_pm.add_plugin(module, PluginInfo(name=..., module=...))``.
+    with ``vaeforge_pm.add_plugin(module, PluginInfo(name=..., module=...))``
+    (or ``add_plugin(module)`` to name it after the module), which validates
+    its hookimpls and returns False, with a warning, when they are wrong.
 ``vaeforge_registry``
     a function building the registry from ``vaeforge_pm``.
+
+Example::
+
+    def test_registers(vaeforge_pm, vaeforge_registry):
+        assert vaeforge_pm.add_plugin(vaeforge_mine.plugin, PluginInfo(name="mine", module="vaeforge_mine.plugin"))
+        assert vaeforge_registry().get("loss", "mine_l1").plugin == "mine"
 """
 
 from __future__ import annotations
