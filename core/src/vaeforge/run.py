@@ -9,6 +9,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -42,6 +43,8 @@ def probe_writable(folder: Path) -> None:
             os.fsync(handle.fileno())
         probe.unlink()
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)  # a full disk creates the file, then refuses its bytes
         raise RunFolderError(f"{folder}: run folder is not writable: {exc.strerror or exc}") from None
 
 

@@ -1,0 +1,108 @@
+"""An unwritable run folder or a full disk is a clear error (exit code 2), never a silent success.
+
+The tests run as root, for whom permission bits do not count, so they use
+what stops root too: a regular file where a folder is expected, a read-only
+mount and a small tmpfs that fills up (skipped where ``mount`` is not
+permitted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_helpers import checkpoints, differences, tiny_config, train, write_config
+
+from vaeforge.cli import main
+
+
+@contextlib.contextmanager
+def mounted(target: Path, *options: str, source: str = "tmpfs") -> Iterator[Path]:
+    target.mkdir(parents=True, exist_ok=True)
+    command = ["mount", *options, source, str(target)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if result.returncode != 0:
+        pytest.skip(f"mount is not permitted here: {result.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
+
+
+def remount(target: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(target)], check=True, capture_output=True, timeout=30)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_a_file_where_the_run_folder_should_be(tmp_path, capsys):
+    config = write_config(tiny_config(), tmp_path / "tiny.yaml")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file")
+    code, err = run_cli(["train", str(config), "--run-dir", str(blocker / "run")], capsys)
+    assert code == 2
+    assert f"error: {blocker / 'run'}: cannot create the run folder: Not a directory" in err
+    assert blocker.read_text() == "a regular file"
+
+
+def test_a_read_only_file_system_at_the_start(tmp_path, capsys):
+    config = write_config(tiny_config(), tmp_path / "tiny.yaml")
+    with mounted(tmp_path / "ro", "-t", "tmpfs", "-o", "ro,size=1m") as ro:
+        code, err = run_cli(["train", str(config), "--run-dir", str(ro / "run")], capsys)
+        assert code == 2
+        assert f"error: {ro / 'run'}: cannot create the run folder: Read-only file system" in err
+        assert list(ro.iterdir()) == []
+
+
+def test_resuming_in_a_read_only_run_folder(tmp_path, capsys, registry):
+    run = tmp_path / "run"
+    train(tiny_config(**{"trainer.epochs": 1}), run, registry)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    with mounted(tmp_path / "view", "--bind", source=str(run)) as view:
+        remount(view, "bind,ro")
+        code, err = run_cli(["resume", str(view)], capsys)
+    assert code == 2
+    assert f"error: {view}: run folder is not writable: Read-only file system" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_a_full_disk_at_the_start(tmp_path, capsys):
+    config = write_config(tiny_config(), tmp_path / "tiny.yaml")
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=64k") as small:
+        (small / "run").mkdir()
+        with open(small / "filler", "wb", buffering=0) as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 4096)
+        code, err = run_cli(["train", str(config), "--run-dir", str(small / "run")], capsys)
+        assert code == 2
+        assert f"error: {small / 'run'}: run folder is not writable: No space left on device" in err
+        assert list((small / "run").iterdir()) == []
+
+
+def test_a_disk_that_fills_up_mid_run_stops_it_and_the_run_resumes_exactly(tmp_path, capsys, registry):
+    document = tiny_config()
+    config = write_config(document, tmp_path / "tiny.yaml")
+    reference = tmp_path / "reference"
+    train(document, reference, registry)
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=160k") as small:
+        run = small / "run"
+        code, err = run_cli(["train", str(config), "--run-dir", str(run)], capsys)
+        assert code == 2, err
+        assert "error: cannot write checkpoint" in err and "No space left on device" in err, err
+        saved = checkpoints(run)
+        assert saved, "some checkpoints fit before the disk filled up"
+        assert not [p for p in run.rglob(".tmp-*")], "a failed write leaves no temporary folder"
+        remount(small, "size=8m")  # space again: the run continues from its last complete checkpoint
+        code, err = run_cli(["resume", str(run)], capsys)
+        assert code == 0, err
+        assert differences(reference, run) == []
