@@ -294,3 +294,16 @@ def test_weight_schedule_reaches_the_loss(make_trainer, tmp_path):
     weights = [r["train/weight/kl"] for r in read_metrics(tmp_path / "run") if "train/weight/kl" in r]
     # logged after steps 4, 8, 12, 16: the weight of the step just taken (index 3, 7, 11, 15)
     assert weights == pytest.approx([3 / 8, 7 / 8, 1.0, 1.0])
+
+
+def test_a_refused_optimizer_setting_is_a_config_error_before_any_file(vaeforge_pm, tmp_path):
+    from vaeforge import run
+    from vaeforge.config import config_from_dict
+    from vaeforge.plugins import build_registry
+
+    registry = build_registry(vaeforge_pm)
+    config = config_from_dict(tiny_run(optimizer={"name": "adam", "params": {"betas": [0.9, 1.5]}}), registry)
+    with pytest.raises(ConfigError) as error:
+        run.train(config, registry, tmp_path / "run")
+    assert error.value.lines == ["$.optimizer: optimizer 'adam' (plugin 'vaeforge'): Invalid beta parameter at index 1: 1.5"]
+    assert not (tmp_path / "run").exists()

@@ -19,11 +19,17 @@ _NON_NEGATIVE = {"lr", "weight_decay", "eps", "momentum", "dampening", "alpha", 
 _SKIP = {"params", "self", "foreach", "capturable", "differentiable", "fused", "maximize"}
 
 
+_UNSUITED = {"LBFGS", "SparseAdam"}
+"""Optimizers a plain training step cannot drive: LBFGS needs a closure, SparseAdam sparse gradients."""
+
+
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
-    """``{lower-case name: class}`` for every optimizer ``torch.optim`` exports."""
+    """``{lower-case name: class}`` for every optimizer ``torch.optim`` exports that a step can drive."""
     found = {}
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
+        if name in _UNSUITED:
+            continue
         if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
             found[name.lower()] = obj
     return found

@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from vaeforge import checkpoint as ckpt
+from vaeforge import distributed
 from vaeforge.api import Context, DataSplits, LossResult, MetricSink
 from vaeforge.config import ComponentSpec, RunConfig, to_dict
-from vaeforge.errors import CheckpointError, ConfigError, NonFiniteError
+from vaeforge.errors import CheckpointError, ComponentError, ConfigError, NonFiniteError, UserError
 from vaeforge.pipeline import Stage, apply_freeze, check_module_names, resolve_stages, threshold_crossed
 from vaeforge.registry import Registry
 from vaeforge.trainer.batches import TrainBatches, validation_batches
@@ -57,15 +58,17 @@ class Trainer:
         self.config = config
         self.registry = registry
         self.run_dir = Path(run_dir)
-        self.device = select_device(device or config.trainer.device)
+        self.dist = distributed.from_environment()
+        self.device = select_device(device or config.trainer.device or (self.dist and str(self.dist.device())))
         self.precision = Precision(config.trainer.precision, self.device)
         seed_everything(config.seed)
         self.stages: list[Stage] = resolve_stages(config)
         self.pipeline = bool(config.stages)
 
-        self.data: DataSplits = self._build("data_source", config.data).load()
+        self.data: DataSplits = self._load_data()
         data_seed = config.data.seed if config.data.seed is not None else config.seed
-        self.batches = TrainBatches(self.data.train, config.data, data_seed, self.device)
+        self.batches = TrainBatches(self.data.train, config.data, data_seed, self.device,
+                                    shard=(self.dist.rank, self.dist.world_size) if self.dist else (0, 1))
         if self.batches.steps_per_epoch is None and not self._bounded_by_steps():
             raise ConfigError("$.trainer.max_steps: the data is an endless stream; set trainer.max_steps")
         self.val_batches = validation_batches(
@@ -73,14 +76,19 @@ class Trainer:
         )
         self.model: nn.Module = self._build("model", config.model, self.data.info).to(self.device)
         check_module_names(self.stages, self.model)
+        self._check_stage_builds()
         self.ema = EMA(self.model, config.trainer.ema.decay, config.trainer.ema.warmup) if config.trainer.ema else None
-        self.train_forward: Callable[..., Any] = self.model
+        self.train_forward: Callable[..., Any] = self._wrap(self.model)
         self._compile_pending = config.trainer.compile.enabled
+        if self.dist:  # identical initial weights everywhere, then a different noise stream per rank
+            seed_everything(config.seed + self.dist.rank)
 
         self.callbacks: list[Any] = [self._build("callback", spec) for spec in config.callbacks]
         if not any(spec.name == "checkpoint" for spec in config.callbacks):
             self.callbacks.append(self._build("callback", ComponentSpec(name="checkpoint", params=None)))
-        self.loggers: list[Any] = [self._build("logger", spec, self.run_dir) for spec in config.loggers] if loggers else []
+        self.is_main = self.dist is None or self.dist.is_main
+        build_loggers = loggers and self.is_main
+        self.loggers: list[Any] = [self._build("logger", spec, self.run_dir) for spec in config.loggers] if build_loggers else []
         self.metric_fns = [(spec.name, self._build("metric", spec)) for spec in config.metrics]
         self.observers = Observers(self.callbacks, self.loggers)
 
@@ -97,6 +105,7 @@ class Trainer:
         self.consecutive_skips = 0
         self.stage_start_step = 0
         self.optimizer: torch.optim.Optimizer | None = None
+        self._trainable: list[nn.Parameter] = []
         self.scheduler: Any = None
         self.composer: LossComposer | None = None
         self._optimizer_stage = -1
@@ -111,8 +120,66 @@ class Trainer:
 
     # -- building -------------------------------------------------------------------------
 
+    def _wrap(self, module: Any) -> Any:
+        """``module`` as the training forward: wrapped in DistributedDataParallel in a torchrun run."""
+        if self.dist is None:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def _build(self, kind: str, spec: Any, *args: Any) -> Any:
         return self.registry.build(kind, spec.name, spec.params, *args)
+
+    def _load_data(self) -> DataSplits:
+        spec = self.config.data
+        source = self._build("data_source", spec)
+        try:
+            return source.load()
+        except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
+            plugin = self.registry.get("data_source", spec.name).plugin
+            raise ComponentError(f"data_source {spec.name!r} (plugin {plugin!r}): {exc}") from exc
+
+    def _check_stage_builds(self) -> None:
+        """Build every stage's optimizer, scheduler and loss terms once and throw them away.
+
+        A factory that refuses its settings (``betas`` out of range, an optimizer
+        that cannot take these parameters) then fails here, before the run folder
+        exists, with the config path of the offending spec. Random number
+        generators are left exactly as they were.
+        """
+        rng = ckpt.capture_rng()
+        errors = []
+        try:
+            for stage in self.stages:
+                prefix = f"$.stages[{stage.index}]" if self.pipeline else "$"
+                apply_freeze(self.model, stage.frozen)
+                trainable = [p for p in self.model.parameters() if p.requires_grad]
+                try:
+                    optimizer = self._build("optimizer", stage.optimizer, trainable)
+                except UserError as exc:
+                    errors.append(f"{self._spec_path(stage, 'optimizer', prefix)}: {exc}")
+                    continue
+                if stage.scheduler is not None:
+                    try:
+                        self._build("scheduler", stage.scheduler, optimizer, self._stage_length(stage))
+                    except UserError as exc:
+                        errors.append(f"{self._spec_path(stage, 'scheduler', prefix)}: {exc}")
+                for index, spec in enumerate(stage.losses):
+                    try:
+                        self._build("loss", spec)
+                    except UserError as exc:
+                        errors.append(f"{self._spec_path(stage, 'losses', prefix)}[{index}]: {exc}")
+        finally:
+            apply_freeze(self.model, ())
+            ckpt.restore_rng(rng)
+        if errors:
+            raise ConfigError(errors)
+
+    def _spec_path(self, stage: Stage, key: str, prefix: str) -> str:
+        """``$.stages[i].<key>`` when the stage names its own, else the run's ``$.<key>``."""
+        own = self.pipeline and getattr(self.config.stages[stage.index], key) is not None
+        return f"{prefix}.{key}" if own else f"$.{key}"
 
     def _bounded_by_steps(self) -> bool:
         return all(s.max_steps is not None for s in self.stages) or self.config.trainer.max_steps is not None
@@ -120,8 +187,8 @@ class Trainer:
     def _setup_stage(self, stage: Stage) -> None:
         """Freeze, optimizer, scheduler and losses of ``stage``."""
         apply_freeze(self.model, stage.frozen)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = self._build("optimizer", stage.optimizer, trainable)
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self._build("optimizer", stage.optimizer, self._trainable)
         self.scheduler = (
             self._build("scheduler", stage.scheduler, self.optimizer, self._stage_length(stage))
             if stage.scheduler is not None
@@ -158,7 +225,7 @@ class Trainer:
 
         A fresh run saves a ``start`` checkpoint before its first step, so a
         run killed at any moment can be resumed. A resumed run that had
-        already finished only redoes the epilogue (closing loggers).
+        already finished only redoes the epilogue (samples, closing loggers).
         """
         self.observers.call("log_hparams", to_dict(self.config))
         self.observers.event("on_fit_start", self)
@@ -186,6 +253,7 @@ class Trainer:
             if not self.finished:
                 self.finished = True
                 self._save("end")
+            self._write_samples()
         finally:
             self.observers.event("on_fit_end", self)
             self.observers.close()
@@ -248,7 +316,8 @@ class Trainer:
         assert self.optimizer is not None and self.composer is not None
         ctx = self.ctx
         ctx.split = "train"
-        self.model.train()
+        if not self.model.training:
+            self.model.train()
         self.composer.update_weights(ctx)
         with self.precision.autocast():
             out = self.train_forward(batch)
@@ -258,13 +327,14 @@ class Trainer:
         (scaler.scale(result.total) if scaler else result.total).backward()
         if scaler:
             scaler.unscale_(self.optimizer)
-        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grads = [p.grad for p in self._trainable if p.grad is not None]
         clip = self.config.trainer.grad_clip
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(params, clip) if clip else torch.nn.utils.get_total_norm([p.grad for p in params])
-        )
-        finite = torch.isfinite(result.total.detach()) & torch.isfinite(grad_norm)
-        if bool(finite):  # the one host sync per step
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        if clip:
+            torch.nn.utils.clip_grads_with_norm_(self._trainable, clip, grad_norm)
+        # the norm is >= 0, so the sum is finite exactly when both are (one op, then the one host sync per step)
+        finite = torch.isfinite(result.total.detach() + grad_norm)
+        if self.dist.all_true(finite) if self.dist else bool(finite):
             if scaler:
                 scaler.step(self.optimizer)
                 scaler.update()
@@ -308,16 +378,16 @@ class Trainer:
         settings = self.config.trainer.compile
         rng = ckpt.capture_rng()
         try:
-            self.train_forward = torch.compile(
+            self.train_forward = self._wrap(torch.compile(
                 self.model, backend=settings.backend, mode=None if settings.mode == "default" else settings.mode,
                 fullgraph=settings.fullgraph,
-            )
+            ))
             return self._train_step(batch)
         except Exception as exc:  # any compiler failure: fall back, never crash the run
             message = " ".join(str(exc).split())[:300]
             warnings.warn(f"torch.compile failed ({type(exc).__name__}: {message}); training eagerly", stacklevel=2)
             log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__, message)
-            self.train_forward = self.model
+            self.train_forward = self._wrap(self.model)
             assert self.optimizer is not None
             self.optimizer.zero_grad(set_to_none=True)
             ckpt.restore_rng(rng)
@@ -328,6 +398,10 @@ class Trainer:
     def _log_step_metrics(self) -> None:
         metrics = self.step_metrics.compute()
         self.step_metrics.reset()
+        if self.dist and metrics:  # the mean over ranks, in an order every rank agrees on
+            names = sorted(metrics)
+            means = self.dist.mean(torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=self.device))
+            metrics = dict(zip(names, means.tolist()))
         elapsed = time.perf_counter() - self._timer
         if self._timed_batches:
             metrics["time/s_per_batch"] = elapsed / self._timed_batches
@@ -365,6 +439,8 @@ class Trainer:
         saved_split, saved_metrics = self.ctx.split, self.ctx.metrics
         sink = MetricSink()
         self.ctx.split, self.ctx.metrics = "val", sink
+        self.ctx.step = self.global_step  # validation sees the weights of the step to come
+        self.composer.update_weights(self.ctx)
         try:
             for batch in self.val_batches or []:
                 with self.precision.autocast():
@@ -382,6 +458,17 @@ class Trainer:
             self.observers.event("on_validation_end", self, metrics)
         return metrics
 
+    def _write_samples(self, n: int = 64) -> None:
+        """``samples/final.png`` (image data) or ``samples/final.npy`` from the evaluation model."""
+        if not self.is_main or not hasattr(self.eval_model(), "sample"):
+            return
+        from vaeforge.samples import draw, is_image_batch, save_samples
+
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        samples = draw(self.eval_model().eval(), n, generator)
+        path = save_samples(samples, self.run_dir / "samples" / ("final.png" if is_image_batch(samples) else "final.npy"))
+        self.observers.call("log_artifact", path, "samples")
+
     def eval_model(self) -> nn.Module:
         """The model used for validation and sampling: the EMA when enabled."""
         return self.ema.module if self.ema is not None else self.model
@@ -397,10 +484,15 @@ class Trainer:
             metrics.update(self._validate())
         summary = {k.removeprefix("epoch/"): v for k, v in epoch_metrics.items()}
         summary.update({k: v for k, v in metrics.items() if k.startswith("val/")})
+        log.info("stage %s epoch %d (step %d): %s", stage.name, self.epoch + 1, self.global_step,
+                 ", ".join(f"{k}={v:.6g}" for k, v in sorted(summary.items())))
         self.metrics.update(summary)
         if epoch_metrics:
             self.observers.log_metrics(epoch_metrics, self.global_step, self._stage_name())
         self.observers.event("on_epoch_end", self, summary)
+        if self.observers.wants_histograms():
+            tensors = {f"weights/{name}": p.detach() for name, p in self.model.named_parameters()}
+            self.observers.call("log_histograms", tensors, self.global_step)
         stop = any(cb.should_stop(self) for cb in self.callbacks if hasattr(cb, "should_stop"))
         if stop:
             log.info("stage %s: a callback asked to stop after epoch %d", stage.name, self.epoch + 1)
@@ -446,6 +538,8 @@ class Trainer:
         ``best`` moves to the new folder; ``keep_last`` prunes the stage
         folder, never deleting the folder ``best`` names.
         """
+        if not self.is_main:
+            return None  # in a torchrun run only rank 0 writes
         bad = first_nonfinite_parameter(self.model)
         if bad is not None:
             log.warning("not saving a checkpoint at step %d: parameter %r is non-finite", self.global_step, bad)
