@@ -14,10 +14,14 @@ import datetime
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaeforge.config import RunConfig, config_to_yaml, load_config
 from vaeforge.errors import RunFolderError
 from vaeforge.registry import Registry
+
+if TYPE_CHECKING:
+    from vaeforge.trainer.loop import Trainer
 
 log = logging.getLogger("vaeforge")
 
@@ -99,14 +103,26 @@ def train(config: RunConfig, registry: Registry, folder: Path, device: str | Non
     from vaeforge.trainer.loop import Trainer
 
     trainer = Trainer(config, registry, folder, device=device)  # every build error before anything is written
-    prepare_run_dir(folder, config)
-    handler = attach_train_log(folder)
+    if trainer.is_main:  # in a torchrun run, rank 0 owns the run folder
+        prepare_run_dir(folder, config)
+    return _fit(trainer, f"training {config.name} in {folder}")
+
+
+def _fit(trainer: Trainer, message: str, checkpoint: Path | None = None) -> dict[str, float]:
+    """Load ``checkpoint`` (if any) and train, with ``train.log`` attached on rank 0."""
+    from vaeforge import distributed
+
+    handler = attach_train_log(trainer.run_dir) if trainer.is_main else None
     try:
-        log.info("training %s in %s", config.name, folder)
+        log.info(message)
+        if checkpoint is not None:
+            trainer.load_checkpoint(checkpoint)
         return trainer.fit()
     finally:
-        logging.getLogger("vaeforge").removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger("vaeforge").removeHandler(handler)
+            handler.close()
+        distributed.shutdown()
 
 
 def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[str, float]:
@@ -129,14 +145,6 @@ def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[
         raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {root}; "
                              "every one is incomplete or damaged (see the warnings above)")
     trainer = Trainer(config, registry, folder, device=device)
-    handler = attach_train_log(folder)
-    try:
-        if latest is None:
-            log.info("resuming %s: no checkpoint yet, starting from the beginning", config.name)
-        else:
-            log.info("resuming %s from %s", config.name, latest.relative_to(folder))
-            trainer.load_checkpoint(latest)
-        return trainer.fit()
-    finally:
-        logging.getLogger("vaeforge").removeHandler(handler)
-        handler.close()
+    if latest is None:
+        return _fit(trainer, f"resuming {config.name}: no checkpoint yet, starting from the beginning")
+    return _fit(trainer, f"resuming {config.name} from {latest.relative_to(folder)}", latest)
