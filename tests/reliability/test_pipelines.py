@@ -135,3 +135,16 @@ def test_resumed_inside_a_pipeline_it_ends_bit_identical(where, reference, tmp_p
     copy = copy_until(reference, tmp_path / "copy", last)
     resume(copy, registry)
     assert differences(reference, copy, METRIC_FILES) == [], f"resumed from {last.relative_to(reference)}"
+
+
+def test_trainer_max_steps_caps_a_pipeline_on_an_endless_stream(tmp_path, registry):
+    """Stages without their own bounds on a stream: ``trainer.max_steps`` ends the run (it used to loop forever)."""
+    stream = {**tiny_config()["data"]["params"], "stream": True}
+    run = tmp_path / "run"
+    train(tiny_config(**{"data.params": stream, "trainer.max_steps": 10, "scheduler": None,
+                         "losses": [{"name": "mse_recon"}, {"name": "kl"}],
+                         "stages": [{"name": "a"}, {"name": "b", "optimizer": {"name": "sgd", "params": {"lr": 0.01}}}]}),
+          run, registry)
+    last = checkpoints(run)[-1]
+    assert manifest(last)["step"] == 10 and manifest(last)["finished"] is True
+    assert max(r["step"] for r in metric_records(run, "metrics_a.jsonl")) == 10

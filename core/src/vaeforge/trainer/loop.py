@@ -286,8 +286,8 @@ class Trainer:
     def _stage_steps_done(self, stage: Stage) -> bool:
         if stage.max_steps is not None and self.global_step - self.stage_start_step >= stage.max_steps:
             return True
-        trainer_max = self.config.trainer.max_steps
-        return not self.pipeline and trainer_max is not None and self.global_step >= trainer_max
+        trainer_max = self.config.trainer.max_steps  # the whole run's cap, in a pipeline too
+        return trainer_max is not None and self.global_step >= trainer_max
 
     def _run_epoch(self, stage: Stage) -> None:
         ctx = self.ctx
