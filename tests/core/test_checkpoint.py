@@ -181,3 +181,10 @@ def test_removing_a_checkpoint_renames_it_away_first(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt.shutil, "rmtree", lambda path, **kwargs: seen.append(Path(path).name))
     ckpt.remove_checkpoint(folder)
     assert not folder.exists() and seen == [f".trash-step-00000001-{os.getpid()}"]
+
+
+def test_a_state_json_too_large_to_load_back_is_never_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(ckpt, "_MAX_JSON_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="state.json would be .* bytes, more than the 1000"):
+        save(tmp_path / "step-00000007", state={"series": list(range(1000))})
+    assert list(tmp_path.iterdir()) == []

@@ -187,7 +187,7 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_for_bit(tmp_path):
                f"while moving best; {sum(1 for k in kills if k['newest_step_before'] < 0)} before the first checkpoint")
     print(summary)
     assert len(kills) >= 20, summary
-    assert in_writes >= 3, summary
+    assert in_writes >= 2, summary
     assert "resuming tiny from checkpoints/" in (crash_dir / "train.log").read_text()
     assert differences(reference_dir, crash_dir, METRIC_FILES) == [], summary
     samples = sorted(p.relative_to(reference_dir) for p in reference_dir.glob("samples/*"))

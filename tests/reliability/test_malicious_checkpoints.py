@@ -335,3 +335,24 @@ def test_fuzzed_bytes_are_refused_or_parsed_never_crash(data):
         ckpt.parse_safetensors(data, Path("fuzz.safetensors"))
     except CheckpointError:
         pass
+
+
+def test_nan_in_running_metric_sums_is_not_a_reason_to_refuse_a_resume(good_run, tmp_path, registry):
+    """A loss term may log a NaN in a step that is then skipped; the run must stay resumable."""
+    from reliability_helpers import resume
+
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run, symlinks=True)
+    newest = checkpoints(run)[-1]
+    skeleton = json.loads((newest / "state.json").read_text())
+    skeleton["metric_sinks"]["step"]["sums"]["train/diagnostic"] = {"__tensor__": "nan"}
+    skeleton["metric_sinks"]["step"]["counts"]["train/diagnostic"] = 1
+    tensors = ckpt.parse_safetensors((newest / "state.safetensors").read_bytes(), newest)
+    tensors["nan"] = torch.tensor(float("nan"))
+    from safetensors.torch import save
+
+    replace(newest, "state.safetensors", save(tensors))
+    replace(newest, "state.json", json.dumps(skeleton).encode())
+    refused(newest, "state.safetensors", "non-finite values", "metric_sinks.step.sums.train/diagnostic")
+    assert ckpt.load_checkpoint(newest, finite_exempt=("metric_sinks",))
+    resume(run, registry)  # the trainer loads with that exemption

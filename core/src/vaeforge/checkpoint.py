@@ -61,7 +61,7 @@ REQUIRED = ("model.safetensors", "state.safetensors", "state.json")
 _STEP_DIR = re.compile(r"^step-(\d+)(?:-(\d+))?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_MANIFEST_BYTES = 1024 * 1024
-_MAX_JSON_BYTES = 64 * 1024 * 1024
+_MAX_JSON_BYTES = 256 * 1024 * 1024
 _NDARRAY_KINDS = "biuf"
 
 
@@ -159,8 +159,9 @@ def restore_rng(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     np.random.set_state(tuple(state["numpy"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
+    if "cuda" in state and torch.cuda.is_available():  # as many devices as both machines have
+        for index, device_state in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 
 
 # -- Writing ------------------------------------------------------------------------------
@@ -227,6 +228,10 @@ def save_checkpoint(
     }
     if ema is not None:
         files["ema.safetensors"] = save_safetensors(_plain_tensors(ema))
+    if len(files["state.json"]) > _MAX_JSON_BYTES:  # never write a checkpoint that would not load
+        raise CheckpointError(f"cannot write checkpoint {folder}: state.json would be {len(files['state.json'])} "
+                              f"bytes, more than the {_MAX_JSON_BYTES} a checkpoint may hold; keep large state "
+                              "in tensors, not in lists of numbers")
     try:
         _make_dirs(parent)
         if folder.exists() or folder.is_symlink():
@@ -358,9 +363,11 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: Path, names: Mappin
         raise CheckpointError(f"{where}: non-finite values (NaN or infinity) in {', '.join(bad[:5])}{more}")
 
 
-def load_checkpoint(folder: Path) -> dict[str, Any]:
+def load_checkpoint(folder: Path, finite_exempt: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load and verify a checkpoint; returns ``{"model", "ema", "state", "manifest"}``.
 
+    :param finite_exempt: top-level keys of the state whose tensors may hold NaN or
+        infinity (diagnostics such as running metric sums); every other tensor must be finite.
     :raises CheckpointError: for anything but a complete, untampered, finite checkpoint.
     """
     folder = Path(folder)
@@ -380,7 +387,9 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
         state = unflatten_state(skeleton, flat)
     except CheckpointError as exc:
         raise CheckpointError(f"{folder / 'state.json'}: {exc}") from None
-    check_finite(flat, folder / "state.safetensors", names=_tensor_paths(skeleton))
+    paths = _tensor_paths(skeleton)
+    checked = {k: t for k, t in flat.items() if paths.get(k, k).partition(".")[0] not in finite_exempt}
+    check_finite(checked, folder / "state.safetensors", names=paths)
     return {"model": model, "ema": ema, "state": state, "manifest": manifest}
 
 

@@ -603,7 +603,7 @@ class Trainer:
         :raises CheckpointError: when the checkpoint is unreadable or does not fit this run.
         """
         folder = Path(folder)
-        loaded = ckpt.load_checkpoint(folder)
+        loaded = ckpt.load_checkpoint(folder, finite_exempt=("metric_sinks",))  # a term may log NaN in a skipped step
         try:
             self._restore(loaded, folder)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
