@@ -106,3 +106,26 @@ def test_a_disk_that_fills_up_mid_run_stops_it_and_the_run_resumes_exactly(tmp_p
         code, err = run_cli(["resume", str(run)], capsys)
         assert code == 0, err
         assert differences(reference, run) == []
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys, registry):
+    """While one process trains a run, ``resume`` (or ``train``) of the same folder stops with exit code 2."""
+    import fcntl
+
+    run = tmp_path / "run"
+    train(tiny_config(**{"trainer.epochs": 1}), run, registry)
+    assert not (run / ".vaeforge.lock").exists(), "the lock goes away with the process that held it"
+    with open(run / ".vaeforge.lock", "w") as holder:  # as a running trainer holds it
+        holder.write("4242")
+        holder.flush()
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        before = sorted(p.name for p in (run / "checkpoints").iterdir())
+        code, err = run_cli(["resume", str(run)], capsys)
+        assert code == 2
+        assert f"error: {run}: another vaeforge process (pid 4242) is training this run" in err
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+        config = write_config(tiny_config(), tmp_path / "tiny.yaml")
+        code, err = run_cli(["train", str(config), "--run-dir", str(run)], capsys)
+        assert code == 2 and "another vaeforge process (pid 4242)" in err
+    code, err = run_cli(["resume", str(run)], capsys)  # a lock left by a killed process does not count
+    assert code == 0, err

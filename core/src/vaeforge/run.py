@@ -4,7 +4,9 @@ A run folder holds ``config.yaml`` (the fully resolved config),
 ``metrics.jsonl``, ``checkpoints/``, ``plots/``, ``samples/`` and
 ``train.log``. Nothing is created before the config has loaded, and a write
 probe makes an unwritable folder an error at the start, not at the first
-checkpoint.
+checkpoint. While a process trains a run it holds ``.vaeforge.lock`` in the
+folder (an ``flock``, released by the kernel even on kill -9), so a second
+``train`` or ``resume`` of the same run is refused instead of corrupting it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import datetime
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +53,51 @@ def probe_writable(folder: Path) -> None:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)  # a full disk creates the file, then refuses its bytes
         raise RunFolderError(f"{folder}: run folder is not writable: {exc.strerror or exc}") from None
+
+
+LOCK = ".vaeforge.lock"
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold the run's lock (creating the folder); another process holding it is a RunFolderError.
+
+    Where ``fcntl`` is missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"{folder}: cannot create the run folder: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunFolderError(f"{folder}: run folder is not writable: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd).st_ino == os.stat(folder / LOCK).st_ino  # not a lock file being removed
+        except OSError:
+            held = False
+        if not held:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise RunFolderError(f"{folder}: another vaeforge process{f' (pid {owner})' if owner else ''} is "
+                                 "training this run; wait for it to end or stop it first")
+        with contextlib.suppress(OSError):  # the pid is only for the message above; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                (folder / LOCK).unlink()
+    finally:
+        os.close(fd)
 
 
 def prepare_run_dir(folder: Path, config: RunConfig) -> Path:
@@ -103,9 +151,11 @@ def train(config: RunConfig, registry: Registry, folder: Path, device: str | Non
     from vaeforge.trainer.loop import Trainer
 
     trainer = Trainer(config, registry, folder, device=device)  # every build error before anything is written
-    if trainer.is_main:  # in a torchrun run, rank 0 owns the run folder
+    if not trainer.is_main:  # in a torchrun run, rank 0 owns the run folder
+        return _fit(trainer, f"training {config.name} in {folder}")
+    with run_lock(folder):
         prepare_run_dir(folder, config)
-    return _fit(trainer, f"training {config.name} in {folder}")
+        return _fit(trainer, f"training {config.name} in {folder}")
 
 
 def _fit(trainer: Trainer, message: str, checkpoint: Path | None = None) -> dict[str, float]:
@@ -137,14 +187,16 @@ def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[
 
     folder = Path(folder)
     config = load_run_config(folder, registry)
-    probe_writable(folder)
-    root = folder / "checkpoints"
-    checkpoint.sweep_temporaries(root)  # leftovers of the killed process's interrupted writes
-    latest = checkpoint.find_latest(root)
-    if latest is None and checkpoint.has_step_folders(root):
-        raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {root}; "
-                             "every one is incomplete or damaged (see the warnings above)")
     trainer = Trainer(config, registry, folder, device=device)
-    if latest is None:
-        return _fit(trainer, f"resuming {config.name}: no checkpoint yet, starting from the beginning")
-    return _fit(trainer, f"resuming {config.name} from {latest.relative_to(folder)}", latest)
+    with run_lock(folder) if trainer.is_main else contextlib.nullcontext():
+        root = folder / "checkpoints"
+        if trainer.is_main:
+            probe_writable(folder)
+            checkpoint.sweep_temporaries(root)  # leftovers of the killed process's interrupted writes
+        latest = checkpoint.find_latest(root)
+        if latest is None and checkpoint.has_step_folders(root):
+            raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {root}; "
+                                 "every one is incomplete or damaged (see the warnings above)")
+        if latest is None:
+            return _fit(trainer, f"resuming {config.name}: no checkpoint yet, starting from the beginning")
+        return _fit(trainer, f"resuming {config.name} from {latest.relative_to(folder)}", latest)
