@@ -188,3 +188,17 @@ def test_a_state_json_too_large_to_load_back_is_never_written(tmp_path, monkeypa
     with pytest.raises(CheckpointError, match="state.json would be .* bytes, more than the 1000"):
         save(tmp_path / "step-00000007", state={"series": list(range(1000))})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_repair_best_points_at_the_newest_checkpoint_taken_as_best(tmp_path):
+    save(tmp_path / "step-00000001", meta={"best": True})
+    save(tmp_path / "step-00000002", meta={"best": True})
+    save(tmp_path / "step-00000003", meta={"best": False})
+    ckpt.point_best(tmp_path, tmp_path / "step-00000001")  # killed before best moved to step 2
+    ckpt.repair_best(tmp_path)
+    assert ckpt.best_target(tmp_path) == (tmp_path / "step-00000002").resolve()
+    ckpt.repair_best(tmp_path)  # nothing to do
+    assert ckpt.best_target(tmp_path) == (tmp_path / "step-00000002").resolve()
+    (tmp_path / "best").unlink()
+    ckpt.repair_best(tmp_path)  # killed before the first best link
+    assert ckpt.best_target(tmp_path) == (tmp_path / "step-00000002").resolve()

@@ -108,17 +108,26 @@ def test_a_disk_that_fills_up_mid_run_stops_it_and_the_run_resumes_exactly(tmp_p
         assert differences(reference, run) == []
 
 
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+os.write(fd, b"4242")
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
 def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys, registry):
     """While one process trains a run, ``resume`` (or ``train``) of the same folder stops with exit code 2."""
-    import fcntl
+    import sys
 
     run = tmp_path / "run"
     train(tiny_config(**{"trainer.epochs": 1}), run, registry)
     assert not (run / ".vaeforge.lock").exists(), "the lock goes away with the process that held it"
-    with open(run / ".vaeforge.lock", "w") as holder:  # as a running trainer holds it
-        holder.write("4242")
-        holder.flush()
-        fcntl.flock(holder, fcntl.LOCK_EX)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run / ".vaeforge.lock")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
         before = sorted(p.name for p in (run / "checkpoints").iterdir())
         code, err = run_cli(["resume", str(run)], capsys)
         assert code == 2
@@ -127,5 +136,35 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys, registry)
         config = write_config(tiny_config(), tmp_path / "tiny.yaml")
         code, err = run_cli(["train", str(config), "--run-dir", str(run)], capsys)
         assert code == 2 and "another vaeforge process (pid 4242)" in err
-    code, err = run_cli(["resume", str(run)], capsys)  # a lock left by a killed process does not count
+    finally:
+        holder.kill()
+        holder.wait()
+    code, err = run_cli(["resume", str(run)], capsys)  # the lock file a killed process leaves does not count
     assert code == 0, err
+
+
+FORK_AND_DIE = """
+import os, sys, time
+from vaeforge.run import run_lock
+with run_lock(sys.argv[1]):
+    if os.fork() == 0:  # like a DataLoader worker: forked while the lock is held, outlives its parent a while
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        time.sleep(15)
+        os._exit(0)
+    print("forked", flush=True)
+    os._exit(0)  # killed, as far as the lock is concerned
+"""
+
+
+def test_the_lock_dies_with_its_process_even_when_a_forked_child_lives_on(tmp_path):
+    import sys
+
+    from vaeforge.run import run_lock
+
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", FORK_AND_DIE, str(run)], capture_output=True, timeout=60)
+    assert result.stdout == b"forked\n", result.stderr.decode()
+    with run_lock(run):  # the child still has the file open, but not the lock
+        pass

@@ -547,6 +547,25 @@ def point_best(root: Path, folder: Path) -> None:
         _copy_best(folder, link)
 
 
+def repair_best(root: Path) -> None:
+    """Point ``best`` at the newest checkpoint that was taken as the best one.
+
+    A kill can land between writing that checkpoint and moving ``best``; the
+    process that takes the run over calls this.
+    """
+    root = Path(root)
+    newest: tuple[tuple[int, int, int], Path] | None = None
+    for _, path in step_folders(root):
+        try:
+            manifest = read_manifest(path)
+        except CheckpointError:
+            continue
+        if manifest.get("best") is True and (newest is None or _order(path, manifest) > newest[0]):
+            newest = (_order(path, manifest), path)
+    if newest is not None and best_target(root) != newest[1].resolve():
+        point_best(root, newest[1])
+
+
 def _copy_best(folder: Path, link: Path) -> None:
     tmp = link.parent / f".tmp-{BEST}-copy-{os.getpid()}"
     try:

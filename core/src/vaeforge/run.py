@@ -4,9 +4,11 @@ A run folder holds ``config.yaml`` (the fully resolved config),
 ``metrics.jsonl``, ``checkpoints/``, ``plots/``, ``samples/`` and
 ``train.log``. Nothing is created before the config has loaded, and a write
 probe makes an unwritable folder an error at the start, not at the first
-checkpoint. While a process trains a run it holds ``.vaeforge.lock`` in the
-folder (an ``flock``, released by the kernel even on kill -9), so a second
-``train`` or ``resume`` of the same run is refused instead of corrupting it.
+checkpoint. While a process trains a run it holds a lock on
+``.vaeforge.lock`` in the folder (a POSIX record lock: released by the kernel
+even on kill -9, and not inherited by DataLoader workers, which may outlive
+their parent for a few seconds), so a second ``train`` or ``resume`` of the
+same run is refused instead of corrupting it.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def run_lock(folder: Path) -> Iterator[None]:
         raise RunFolderError(f"{folder}: run folder is not writable: {exc.strerror or exc}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             held = os.fstat(fd).st_ino == os.stat(folder / LOCK).st_ino  # not a lock file being removed
         except OSError:
             held = False
@@ -193,6 +195,7 @@ def resume(folder: Path, registry: Registry, device: str | None = None) -> dict[
         if trainer.is_main:
             probe_writable(folder)
             checkpoint.sweep_temporaries(root)  # leftovers of the killed process's interrupted writes
+            checkpoint.repair_best(root)  # killed between writing the best checkpoint and pointing 'best' at it
         latest = checkpoint.find_latest(root)
         if latest is None and checkpoint.has_step_folders(root):
             raise RunFolderError(f"{folder}: no complete checkpoint to resume from in {root}; "

@@ -537,7 +537,11 @@ class Trainer:
         its last epoch) supersedes the earlier ones, which are then deleted;
         ``best`` moves to the new folder; ``keep_last`` prunes the stage
         folder, never deleting the folder ``best`` names.
+
+        In a torchrun run every rank calls this (it gathers every rank's
+        random generator states) and rank 0 writes.
         """
+        rng = self._rng_states()
         if not self.is_main:
             return None  # in a torchrun run only rank 0 writes
         bad = first_nonfinite_parameter(self.model)
@@ -548,8 +552,8 @@ class Trainer:
         folder = ckpt.next_step_folder(parent, self.global_step)
         meta = {"step": self.global_step, "stage": self.stages[min(self.stage_index, len(self.stages) - 1)].name,
                 "stage_index": self.stage_index, "epoch": self.epoch, "batch_index": self.batch_index,
-                "finished": self.finished, "tag": tag}
-        ckpt.save_checkpoint(folder, model=self.model.state_dict(), state=self.state_dict(),
+                "finished": self.finished, "tag": tag, "best": best}
+        ckpt.save_checkpoint(folder, model=self.model.state_dict(), state=self.state_dict(rng),
                              ema=self.ema.module.state_dict() if self.ema else None, meta=meta)
         log.info("saved checkpoint %s (%s)", folder.relative_to(self.run_dir), tag)
         root = self.checkpoint_root()
@@ -563,8 +567,24 @@ class Trainer:
             ckpt.prune_checkpoints(parent, keep_last, protect=protect)
         return folder
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything but the model and EMA weights that a resume needs."""
+    def _rng_states(self) -> dict[str, Any]:
+        """``{"rng": this process's generator states}``, plus ``"rng_ranks"`` (every rank's) in a torchrun run.
+
+        Each rank draws its own noise, so each needs its own states back; in a
+        torchrun run this is a collective that every rank must call.
+        """
+        rng = ckpt.capture_rng()
+        if self.dist is None:
+            return {"rng": rng}
+        gathered: list[Any] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(gathered, rng)  # in memory, between this run's own processes
+        return {"rng": rng, "rng_ranks": gathered}
+
+    def state_dict(self, rng: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything but the model and EMA weights that a resume needs.
+
+        :param rng: :meth:`_rng_states` output; this process's states when omitted.
+        """
         return {
             "progress": {
                 "global_step": self.global_step,
@@ -590,7 +610,7 @@ class Trainer:
                     "values": {k: v for k, v in self.ctx.values.items() if isinstance(v, (int, float, str))}},
             "metric_sinks": {"step": self.step_metrics.state_dict(), "epoch": self.epoch_metrics.state_dict()},
             "metrics": dict(self.metrics),
-            "rng": ckpt.capture_rng(),
+            **(rng or {"rng": ckpt.capture_rng()}),
         }
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -647,8 +667,16 @@ class Trainer:
         self.epoch_metrics.load_state_dict(state["metric_sinks"]["epoch"])
         self.metrics = dict(state["metrics"])
         self._pending_state = state if int(progress["optimizer_stage"]) == self.stage_index else None
-        ckpt.restore_rng(state["rng"])  # fails now on a bad state; restored again in fit()
-        self._pending_rng = state["rng"]
+        rng = state["rng"]
+        ranks = state.get("rng_ranks")
+        if self.dist is not None and ranks is not None and len(ranks) == self.dist.world_size:
+            rng = ranks[self.dist.rank]
+        elif self.dist is not None:
+            log.warning("%s was written by %s process(es) and this run has %d: every rank continues from rank 0's "
+                        "random states, so the run will not match an uninterrupted one bit for bit",
+                        folder, len(ranks) if ranks else 1, self.dist.world_size)
+        ckpt.restore_rng(rng)  # fails now on a bad state; restored again in fit()
+        self._pending_rng = rng
         self._resumed = True
         self._timer = time.perf_counter()
 
