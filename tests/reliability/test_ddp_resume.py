@@ -1,4 +1,4 @@
-"""A torchrun run of two CPU processes (gloo), resumed from a mid-epoch checkpoint, ends bit for bit as if uninterrupted.
+"""A torchrun run of two CPU processes (gloo), resumed mid-epoch, ends bit for bit as if uninterrupted.
 
 Each rank draws its own noise (the VAE's reparameterisation), so each rank's
 random generator states must come back: rank 0 writes every rank's.

@@ -143,7 +143,8 @@ def test_trainer_max_steps_caps_a_pipeline_on_an_endless_stream(tmp_path, regist
     run = tmp_path / "run"
     train(tiny_config(**{"data.params": stream, "trainer.max_steps": 10, "scheduler": None,
                          "losses": [{"name": "mse_recon"}, {"name": "kl"}],
-                         "stages": [{"name": "a"}, {"name": "b", "optimizer": {"name": "sgd", "params": {"lr": 0.01}}}]}),
+                         "stages": [{"name": "a"},
+                                    {"name": "b", "optimizer": {"name": "sgd", "params": {"lr": 0.01}}}]}),
           run, registry)
     last = checkpoints(run)[-1]
     assert manifest(last)["step"] == 10 and manifest(last)["finished"] is True

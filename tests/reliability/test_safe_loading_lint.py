@@ -139,8 +139,8 @@ BAD = {
     "from yaml import load": "import safe_load",
     "import torch\ntorch.load(p)": "without weights_only=True",
     "import torch\ntorch.load(p, weights_only=False)": "without weights_only=True",
-    "import torch\ntry:\n    torch.load(p, weights_only=True)\nexcept Exception:\n    torch.load(p, weights_only=False)":
-        "without weights_only=True",
+    "import torch\ntry:\n    torch.load(p, weights_only=True)\n"
+    "except Exception:\n    torch.load(p, weights_only=False)": "without weights_only=True",
     "import torch\ntorch.load(p, weights_only=flag)": "without weights_only=True",
     "import numpy as np\nnp.load(p)": "without allow_pickle=False",
     "import numpy\nnumpy.load(p, allow_pickle=True)": "without allow_pickle=False",

@@ -313,7 +313,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     version = manifest.get("format_version")
     if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is not supported (this vaeforge reads 1 to {FORMAT_VERSION})"
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this vaeforge reads 1 to {FORMAT_VERSION})"
         )
     for name, digest in manifest["files"].items():
         if name not in FILES:

@@ -725,6 +725,7 @@ def first_nonfinite_parameter(model: nn.Module) -> str | None:
 
 def prune_checkpoints(folder: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` step checkpoints directly inside ``folder`` (never ``best``'s)."""
-    ckpt.prune_checkpoints(folder, keep_last, protect=ckpt.best_target(Path(folder)) or ckpt.best_target(Path(folder).parent))
+    best = ckpt.best_target(Path(folder)) or ckpt.best_target(Path(folder).parent)
+    ckpt.prune_checkpoints(folder, keep_last, protect=best)
 
 __all__ = ["Trainer", "first_nonfinite_module", "prune_checkpoints", "seed_everything"]
