@@ -39,7 +39,8 @@ from reliability_helpers import differences, tiny_config, write_config
 
 from vaeforge import checkpoint as ckpt
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration,
+              pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork server needs os.fork")]
 
 HERE = Path(__file__).parent
 SEED = 20261122
