@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,9 +49,15 @@ class JSONLLogger(Logger):
         return {path.name: path.stat().st_size for path in self._known_files()}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Cut each file back to its size at the checkpoint; a file that is shorter (lines lost
+        in an operating-system crash) is cut back to its last whole line, never padded."""
         for path in self._known_files():
             size = state.get(path.name, 0)
             with open(path, "r+b") as handle:
+                if path.stat().st_size < size:
+                    warnings.warn(f"{path} is shorter than when the checkpoint was written; lines are missing",
+                                  RuntimeWarning, stacklevel=2)
+                    size = path.read_bytes().rfind(b"\n") + 1
                 handle.truncate(size)
 
     def _known_files(self) -> list[Path]:

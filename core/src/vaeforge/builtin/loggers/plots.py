@@ -24,6 +24,10 @@ PLOTS = {
 """Plot file -> the loss terms it shows (first names found, train and val)."""
 
 
+MAX_POINTS = 2000
+"""Points kept per series; beyond it every other older point is dropped (the newest always stays)."""
+
+
 @frozen(kw_only=True)
 class PlotsConfig:
     """When to redraw.
@@ -56,7 +60,10 @@ class PlotsLogger(Logger):
     def _record(self, metrics: Mapping[str, Any], step: int) -> None:
         for name, value in metrics.items():
             if isinstance(value, (int, float)) and (name.startswith(("train/", "val/"))) and name.count("/") == 1:
-                self.series.setdefault(name, []).append((step, float(value)))
+                points = self.series.setdefault(name, [])
+                points.append((step, float(value)))
+                if len(points) > MAX_POINTS:  # thin the history: the state stays small on long runs
+                    points[:-1] = points[:-1:2]
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self._record(metrics, step)
@@ -66,14 +73,15 @@ class PlotsLogger(Logger):
     def on_epoch_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
         self.draw(trainer.global_step)
 
-    def draw(self, step: int) -> None:
-        """Redraw every plot now."""
+    def draw(self, step: int) -> dict[str, str]:
+        """Redraw every plot now; returns each written file's axis scale (``linear`` or ``log``)."""
         import matplotlib
 
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        scales = {}
         for filename, terms in PLOTS.items():
             term = next((t for t in terms if f"train/{t}" in self.series or f"val/{t}" in self.series), None)
             if term is None:
@@ -98,7 +106,9 @@ class PlotsLogger(Logger):
             figure.savefig(tmp, format="png")
             plt.close(figure)
             tmp.replace(self.folder / f"{filename}.png")
+            scales[filename] = "log" if loglog else "linear"
         self.last_drawn = step
+        return scales
 
     def close(self) -> None:
         if self.series:
