@@ -1,0 +1,1 @@
+"""Model families of vaeforge-ternary, one per file."""
