@@ -84,7 +84,10 @@ class RiemannianSGDConfig:
 
 
 def riemannian_adam(params: Iterable[torch.nn.Parameter], config: RiemannianAdamConfig) -> torch.optim.Optimizer:
-    """Build ``geoopt.optim.RiemannianAdam`` over ``params`` (the trainable parameters)."""
+    """Riemannian Adam (geoopt): manifold parameters move along their manifold, the rest as with Adam.
+
+    Builds ``geoopt.optim.RiemannianAdam`` over ``params`` (the trainable parameters).
+    """
     geoopt = load_geoopt()
 
     optimizer = geoopt.optim.RiemannianAdam(
@@ -108,7 +111,10 @@ def _integer_steps(optimizer: torch.optim.Optimizer) -> None:
 
 
 def riemannian_sgd(params: Iterable[torch.nn.Parameter], config: RiemannianSGDConfig) -> torch.optim.Optimizer:
-    """Build ``geoopt.optim.RiemannianSGD`` over ``params`` (the trainable parameters)."""
+    """Riemannian SGD (geoopt): manifold parameters move along their manifold, the rest as with SGD.
+
+    Builds ``geoopt.optim.RiemannianSGD`` over ``params`` (the trainable parameters).
+    """
     geoopt = load_geoopt()
 
     return geoopt.optim.RiemannianSGD(
