@@ -77,7 +77,9 @@ class LossTerm(Protocol):
     sum and over the batch by mean, so terms are per-example quantities.
     """
 
-    def __call__(self, out: ModelOutput, batch: Mapping[str, Tensor], ctx: Context) -> Tensor | Mapping[str, Tensor]: ...
+    def __call__(
+        self, out: ModelOutput, batch: Mapping[str, Tensor], ctx: Context
+    ) -> Tensor | Mapping[str, Tensor]: ...
 
 
 @runtime_checkable
@@ -175,7 +177,9 @@ class MetricSink:
         return {
             "sums": dict(self._sums),
             "counts": dict(self._counts),
-            "stacked": [{"names": list(k), "sum": v, "count": self._stacked_counts[k]} for k, v in self._stacked.items()],
+            "stacked": [
+                {"names": list(k), "sum": v, "count": self._stacked_counts[k]} for k, v in self._stacked.items()
+            ],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

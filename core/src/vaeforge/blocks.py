@@ -1,4 +1,4 @@
-"""Building blocks for model plugins: MLPs and the data <-> network adapter.
+"""Building blocks for model plugins: a VAE base class, MLPs and the data <-> network adapter.
 
 Every VAE over flat features repeats the same chores: choose a likelihood
 from the data kind, one-hot encode categorical inputs, flatten for the
@@ -10,10 +10,14 @@ file holds only what is particular to that model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from vaeforge.api import DataInfo
+from vaeforge.api import DataInfo, ModelOutput
+from vaeforge.distributions import decode_sample
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 """Activation names a model config may use."""
@@ -66,3 +70,44 @@ class DataAdapter:
         if self.num_classes:
             return out.reshape(out.shape[0], *self.shape, self.num_classes)
         return out.reshape(out.shape[0], *self.shape)
+
+
+class VAE(nn.Module):
+    """Base class of single-latent VAEs: implement ``encode`` and ``decode``, get the rest.
+
+    ``forward`` encodes ``batch["x"]``, decodes a posterior sample in training
+    mode and the posterior mode in eval mode (so validation is deterministic),
+    and returns a :class:`~vaeforge.api.ModelOutput`. ``sample`` decodes prior
+    draws to data space as ``self.likelihood`` says. Override ``sample_prior``
+    for a prior other than a standard normal of ``self.latent_dim`` dimensions.
+
+    Subclasses set ``latent_dim`` and ``likelihood`` (``bernoulli``,
+    ``gaussian`` or ``categorical``) in ``__init__``.
+    """
+
+    latent_dim: int
+    likelihood: str
+
+    def encode(self, x: Tensor) -> Any:
+        """q(z | x): a posterior with ``sample()``, ``mode()`` and ``kl(prior=None)``."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decoder output parameters for latents ``z``."""
+        raise NotImplementedError
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws from the prior: a standard normal on the model's device."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
+        """Encode ``batch["x"]``, take a posterior sample (the mode in eval mode) and decode it."""
+        posterior = self.encode(batch["x"])
+        z = posterior.sample() if self.training else posterior.mode()
+        return ModelOutput(recon=self.decode(z), posterior=posterior, z=z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` prior draws decoded to data space (Bernoulli draw, mean or argmax)."""
+        return decode_sample(self.decode(self.sample_prior(n, generator)), self.likelihood, generator=generator)

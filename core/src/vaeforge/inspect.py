@@ -36,7 +36,9 @@ def _trainer(folder: Path, registry: Registry, which: str, device: str | None) -
     return trainer
 
 
-def evaluate_run(folder: Path, registry: Registry, checkpoint: str = "best", device: str | None = None) -> dict[str, float]:
+def evaluate_run(
+    folder: Path, registry: Registry, checkpoint: str = "best", device: str | None = None
+) -> dict[str, float]:
     """Validation metrics (losses and registered metrics) of a run's checkpoint."""
     trainer = _trainer(folder, registry, checkpoint, device)
     if trainer.val_batches is None and not trainer.metric_fns:

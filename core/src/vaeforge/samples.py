@@ -15,7 +15,8 @@ SAMPLE_CHUNK = 65_536
 @torch.no_grad()
 def draw(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` samples from ``model.sample`` in chunks of at most :data:`SAMPLE_CHUNK`, on the CPU."""
-    chunks = [model.sample(min(SAMPLE_CHUNK, n - start), generator=generator).cpu() for start in range(0, n, SAMPLE_CHUNK)]
+    sizes = [min(SAMPLE_CHUNK, n - start) for start in range(0, n, SAMPLE_CHUNK)]
+    chunks = [model.sample(size, generator=generator).cpu() for size in sizes]
     return torch.cat(chunks)
 
 

@@ -88,7 +88,8 @@ class Trainer:
             self.callbacks.append(self._build("callback", ComponentSpec(name="checkpoint", params=None)))
         self.is_main = self.dist is None or self.dist.is_main
         build_loggers = loggers and self.is_main
-        self.loggers: list[Any] = [self._build("logger", spec, self.run_dir) for spec in config.loggers] if build_loggers else []
+        specs = config.loggers if build_loggers else []
+        self.loggers: list[Any] = [self._build("logger", spec, self.run_dir) for spec in specs]
         self.metric_fns = [(spec.name, self._build("metric", spec)) for spec in config.metrics]
         self.observers = Observers(self.callbacks, self.loggers)
 
@@ -367,7 +368,9 @@ class Trainer:
                     self.global_step, self.consecutive_skips)
         limit = self.config.trainer.max_consecutive_skips
         if self.consecutive_skips >= limit:
-            where = f"; first non-finite gradients in module {bad_module!r}" if bad_module else "; the loss is non-finite"
+            where = "; the loss is non-finite"
+            if bad_module:
+                where = f"; first non-finite gradients in module {bad_module!r}"
             raise NonFiniteError(
                 f"stopped at step {self.global_step}: {limit} consecutive non-finite steps{where}"
             )
@@ -447,7 +450,7 @@ class Trainer:
                     out = model(batch)
                     self.composer.log(self.composer(out, batch, self.ctx), self.ctx)
             metrics = sink.compute()
-            for name, metric in self.metric_fns:
+            for _, metric in self.metric_fns:
                 for key, value in metric(model, self.data, self.ctx).items():
                     metrics[f"val/{key}"] = float(value)
         finally:
@@ -466,7 +469,8 @@ class Trainer:
 
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         samples = draw(self.eval_model().eval(), n, generator)
-        path = save_samples(samples, self.run_dir / "samples" / ("final.png" if is_image_batch(samples) else "final.npy"))
+        name = "final.png" if is_image_batch(samples) else "final.npy"
+        path = save_samples(samples, self.run_dir / "samples" / name)
         self.observers.call("log_artifact", path, "samples")
 
     def eval_model(self) -> nn.Module:

@@ -44,7 +44,8 @@ class Observers:
             function(*args)
         except Exception as exc:  # a logger must never take the run down
             self.disabled.add(id(logger))
-            message = f"logger {type(logger).__name__} failed in {method} ({type(exc).__name__}: {exc}); it is switched off"
+            cause = f"{type(exc).__name__}: {exc}"
+            message = f"logger {type(logger).__name__} failed in {method} ({cause}); it is switched off"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             log.warning(message)
 

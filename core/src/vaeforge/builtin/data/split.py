@@ -6,7 +6,9 @@ import torch
 from torch import Tensor
 
 
-def split_tensors(tensors: dict[str, Tensor], val_fraction: float, seed: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+def split_tensors(
+    tensors: dict[str, Tensor], val_fraction: float, seed: int
+) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
     """Split equally long tensors into (train, val) by a seeded permutation; val is None for fraction 0."""
     n = len(next(iter(tensors.values())))
     n_val = int(round(n * val_fraction))

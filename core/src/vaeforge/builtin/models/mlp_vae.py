@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import torch
 from attrs import field, frozen
 from attrs.validators import ge, in_, min_len
-from torch import Tensor, nn
+from torch import Tensor
 
-from vaeforge.api import DataInfo, ModelOutput
-from vaeforge.blocks import ACTIVATIONS, LIKELIHOODS, DataAdapter, mlp
-from vaeforge.distributions import DiagonalGaussian, decode_sample
+from vaeforge.api import DataInfo
+from vaeforge.blocks import ACTIVATIONS, LIKELIHOODS, VAE, DataAdapter, mlp
+from vaeforge.distributions import DiagonalGaussian
 
 
 @frozen(kw_only=True)
@@ -31,11 +28,10 @@ class MLPVAEConfig:
     activation: str = field(default="relu", validator=in_(list(ACTIVATIONS)))
 
 
-class MLPVAE(nn.Module):
+class MLPVAE(VAE):
     """A VAE whose encoder and decoder are MLPs over the flattened input.
 
-    In training mode ``forward`` decodes a posterior sample; in eval mode it
-    decodes the posterior mean, so validation metrics are deterministic.
+    ``forward`` and ``sample`` come from :class:`vaeforge.blocks.VAE`.
 
     Parameters:
         config (`MLPVAEConfig`): sizes, activation and likelihood.
@@ -60,16 +56,3 @@ class MLPVAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Decoder output parameters, shaped like the data (plus a class axis for categorical data)."""
         return self.adapter.unflatten(self.decoder(z))
-
-    def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
-        """Encode ``batch["x"]``, take a posterior sample (the mean in eval mode) and decode it."""
-        posterior = self.encode(batch["x"])
-        z = posterior.sample() if self.training else posterior.mode()
-        return ModelOutput(recon=self.decode(z), posterior=posterior, z=z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` prior samples decoded to data space (Bernoulli draw, mean or argmax)."""
-        device = self.decoder[0].weight.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return decode_sample(self.decode(z), self.likelihood, generator=generator)
