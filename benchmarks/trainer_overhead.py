@@ -6,7 +6,7 @@ median epoch times are compared. vaeforge runs with its progress bar
 (forced on, drawn to a null stream) and JSONL logging; checkpoints are off
 because the bare loop writes none. Printed, never asserted:
 
-    python benchmarks/trainer_overhead.py [--epochs 20] [--rounds 3]
+    python benchmarks/trainer_overhead.py [--epochs 20] [--rounds 3] [--threads 1]
 
 Goal: vaeforge / bare <= 1.05.
 """
@@ -100,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the numbers steady)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     pm = make_plugin_manager(autoload=False)
     pm.add_plugin(sys.modules[__name__], PluginInfo(name="benchmark", module=__name__))
     registry = build_registry(pm)

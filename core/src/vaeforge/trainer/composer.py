@@ -71,8 +71,16 @@ class LossComposer:
         return LossResult(total=total, terms=values)
 
     @staticmethod
-    def log(result: LossResult, ctx: Context) -> None:
-        """Log the total as ``<split>/loss`` and every term as ``<split>/<term>`` (one device op)."""
-        names = [f"{ctx.split}/loss", *(f"{ctx.split}/{n}" for n in result.terms)]
-        stacked = torch.stack([result.total.detach().float(), *(v.detach().float() for v in result.terms.values())])
-        ctx.metrics.log_many(names, stacked)
+    def stack(result: LossResult, *extra: Tensor) -> Tensor:
+        """``[total, *terms, *extra]`` detached as one float32 vector (one device op)."""
+        parts = [result.total, *result.terms.values(), *extra]
+        return torch.stack([p.detach() if p.dtype == torch.float32 else p.detach().float() for p in parts])
+
+    @staticmethod
+    def names(result: LossResult, split: str, *extra: str) -> list[str]:
+        """Metric names matching :meth:`stack`: ``<split>/loss``, ``<split>/<term>``, then ``extra``."""
+        return [f"{split}/loss", *(f"{split}/{n}" for n in result.terms), *extra]
+
+    def log(self, result: LossResult, ctx: Context) -> None:
+        """Log the total as ``<split>/loss`` and every term as ``<split>/<term>``."""
+        ctx.metrics.log_many(self.names(result, ctx.split), self.stack(result))

@@ -333,9 +333,10 @@ class Trainer:
         grad_norm = torch.nn.utils.get_total_norm(grads)
         if clip:
             torch.nn.utils.clip_grads_with_norm_(self._trainable, clip, grad_norm)
-        # the norm is >= 0, so the sum is finite exactly when both are (one op, then the one host sync per step)
-        finite = torch.isfinite(result.total.detach() + grad_norm)
-        if self.dist.all_true(finite) if self.dist else bool(finite):
+        # the loss, every term and the gradient norm in one vector: checked together, logged together
+        stats = self.composer.stack(result, grad_norm)
+        finite = torch.isfinite(stats).all()
+        if self.dist.all_true(finite) if self.dist else bool(finite):  # the one host sync per step
             if scaler:
                 scaler.step(self.optimizer)
                 scaler.update()
@@ -350,8 +351,7 @@ class Trainer:
                     for key, value in weighted.term.auxiliary_step(out, batch, ctx).items():
                         ctx.log(f"{weighted.name}/{key}", value)
             self.consecutive_skips = 0
-            self.composer.log(result, ctx)
-            self.step_metrics.log("train/grad_norm", grad_norm)
+            ctx.metrics.log_many(self.composer.names(result, "train", "train/grad_norm"), stats)
         else:
             self._skip_step()
         return result
