@@ -19,8 +19,9 @@ the branch with the larger gradients is damped, the other amplified.
 With a StateNet, the lambdas and the learning rate get bounded corrections
 from the 9-D state (see :mod:`vaeforge_ternary.models.statenet`). StateNet's state is
 ``[H_A/d, H_B/d, KL_A/d, KL_B/d, log grad_ratio, rho, lambda1..3]`` (``d`` the
-latent size, the lambdas those of the previous step); it is trained here, after every main optimizer step, with its own optimizer
-(the :class:`vaeforge.api.AuxiliaryLoss` interface):
+latent size, the lambdas those of the previous step); it is trained here,
+after every main optimizer step, with its own optimizer (the
+:class:`vaeforge.api.AuxiliaryLoss` interface):
 
 - the lambda corrections minimise ``sum_i lambda_i * L_i`` over the three
   objectives just computed (detached); the lambdas are renormalised to keep

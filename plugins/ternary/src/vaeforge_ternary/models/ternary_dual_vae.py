@@ -15,15 +15,18 @@ are balanced. Every mechanism can be switched off in the config.
 
 The model keeps its own training clock (examples seen, in epochs of
 ``data_info.num_train``) and exponential moving averages of each branch's
-gradient norm, read from the gradients the previous optimizer step left on its
-parameters; both are buffers, so they are checkpointed and copied to the EMA
-model. The loss term ``ternary_dual`` turns the outputs into objectives.
+gradient norm: hooks on the parameters add up the squared gradients of every
+backward pass, and the next training forward folds them into the averages.
+All of it lives in buffers, so it is checkpointed (a resumed run continues
+exactly) and copied to the EMA model. The loss term ``ternary_dual`` turns the
+outputs into objectives.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -112,11 +115,11 @@ class TernaryDualVAEConfig:
         ``both`` (the first half of each call from A, the rest from B).
     """
 
-    latent_dim: int = field(default=16, validator=ge(1))
+    latent_dim: int = field(default=32, validator=ge(1))
     a_encoder_hidden: list[int] = field(factory=lambda: [256, 128], validator=min_len(1))
-    a_decoder_hidden: list[int] = field(factory=lambda: [128, 256], validator=min_len(1))
+    a_decoder_hidden: list[int] = field(factory=lambda: [112, 224], validator=min_len(1))
     b_encoder_hidden: list[int] = field(factory=lambda: [256, 128], validator=min_len(1))
-    b_decoder_hidden: list[int] = field(factory=lambda: [128, 128, 128], validator=min_len(1))
+    b_decoder_hidden: list[int] = field(factory=lambda: [120, 120, 120], validator=min_len(1))
     b_residual: bool = True
     activation: str = field(default="silu", validator=in_(ACTIVATIONS))
     cross_injection: bool = True
@@ -183,9 +186,13 @@ class TernaryDualVAE(nn.Module):
         # training clock and gradient statistics
         self.register_buffer("examples_seen", torch.zeros((), dtype=torch.float64))
         self.register_buffer("grad_norms", torch.zeros(2))
+        self.register_buffer("grad_sq", torch.zeros(2))  # squared gradient norms of the last backward
         self.register_buffer("rho", torch.zeros(()))
         self._seen: float | None = None
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_seen", None))
+        for index, branch in enumerate("ab"):
+            for parameter in self.branch_parameters(branch):
+                parameter.register_post_accumulate_grad_hook(partial(self._accumulate_grad, index))
 
     # -- the branches ----------------------------------------------------------
 
@@ -257,7 +264,7 @@ class TernaryDualVAE(nn.Module):
 
     @torch.no_grad()
     def _advance(self, batch_size: int) -> dict[str, float]:
-        """One training step: fold in last step's gradient norms, move the clock, set rho; return the controls."""
+        """One training step: fold in the last gradient norms, move the clock, set rho; return the controls."""
         self._update_grad_norms()
         epoch = self._epoch()
         phase, target = rho_target(self.config.rho, epoch)
@@ -277,15 +284,16 @@ class TernaryDualVAE(nn.Module):
         self.examples_seen.fill_(self._seen)
         return {"tau_a": tau_a, "tau_b": tau_b, "epoch": epoch}
 
+    def _accumulate_grad(self, index: int, parameter: nn.Parameter) -> None:
+        """Backward hook: add a parameter's squared gradient norm to its branch's total."""
+        self.grad_sq[index] += parameter.grad.detach().pow(2).sum()
+
     def _update_grad_norms(self) -> None:
-        """Fold the gradient norms the previous optimizer step left on each branch into their moving averages."""
-        norms = []
-        for branch in ("a", "b"):
-            grads = [p.grad for p in self.branch_parameters(branch) if p.grad is not None]
-            if not grads:
-                return  # the first step, or the step after a skipped one
-            norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-        current = torch.stack(norms).to(self.grad_norms.dtype)
+        """Fold the gradient norms of the last backward into the moving averages (skipped if none or non-finite)."""
+        current = self.grad_sq.sqrt()
+        valid = (current > 0).all() & torch.isfinite(current).all()
         first = self.grad_norms.sum() == 0
         decay = self.config.grad_ema_decay
-        self.grad_norms.copy_(torch.where(first, current, decay * self.grad_norms + (1.0 - decay) * current))
+        averaged = torch.where(first, current, decay * self.grad_norms + (1.0 - decay) * current)
+        self.grad_norms.copy_(torch.where(valid, averaged, self.grad_norms))
+        self.grad_sq.zero_()
