@@ -6,7 +6,11 @@ the hooks and geoopt inside the factories.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vaeforge import hookimpl
+
+PRESETS = Path(__file__).parent / "presets"
 
 
 @hookimpl
@@ -22,3 +26,8 @@ def register_optimizers(register):
 
     register("riemannian_adam", optimizers.riemannian_adam, config=optimizers.RiemannianAdamConfig)
     register("riemannian_sgd", optimizers.riemannian_sgd, config=optimizers.RiemannianSGDConfig)
+
+
+@hookimpl
+def register_presets(register):
+    register("poincare-digits", PRESETS / "poincare-digits.yaml")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-
 import torch
 from attrs import field, frozen
 from attrs.validators import ge, gt, in_, min_len
-from torch import Tensor, nn
+from torch import Tensor
 
-from vaeforge.api import DataInfo, ModelOutput
-from vaeforge.distributions import decode_sample
+from vaeforge.api import DataInfo
+from vaeforge.blocks import ACTIVATIONS, LIKELIHOODS, VAE, DataAdapter, mlp
 from vaeforge_hyperbolic.latent import PoincareLatent, WrappedNormal
 
 
@@ -32,30 +29,18 @@ class PoincareVAEConfig:
     curvature: float = field(default=1.0, validator=gt(0.0))
     min_scale: float = field(default=1e-3, validator=ge(0.0))
     hidden: list[int] = field(factory=lambda: [256], validator=min_len(1))
-    likelihood: str = field(default="auto", validator=in_(["auto", "bernoulli", "gaussian", "categorical"]))
-    activation: str = field(default="silu", validator=in_(["relu", "gelu", "silu", "tanh"]))
+    likelihood: str = field(default="auto", validator=in_(LIKELIHOODS))
+    activation: str = field(default="silu", validator=in_(list(ACTIVATIONS)))
 
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-_LIKELIHOOD_OF_KIND = {"binary": "bernoulli", "continuous": "gaussian", "categorical": "categorical"}
-
-
-def _mlp(sizes: list[int], activation: str, *, last_activation: bool) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if last_activation or index < len(sizes) - 2:
-            layers.append(_ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
-
-
-class PoincareVAE(nn.Module):
+class PoincareVAE(VAE):
     """A VAE with MLP encoder and decoder and a wrapped normal latent on a Poincaré ball.
 
     The encoder's features go through a :class:`~vaeforge_hyperbolic.latent.PoincareLatent`
-    head; the decoder reads ball points through ``head.to_decoder`` (the
-    logarithmic map at the origin). The prior is the wrapped normal ``WN(0, 1)``
+    head; the decoder reads ball points through ``latent.to_decoder`` (the
+    logarithmic map at the origin). The prior is the wrapped normal ``WN(0, 1)``,
     and the ``kl`` loss term's value is a one-sample Monte Carlo estimate.
+    ``forward`` and ``sample`` come from :class:`vaeforge.blocks.VAE`.
 
     Parameters:
         config (`PoincareVAEConfig`): sizes, curvature, activation and likelihood.
@@ -65,44 +50,26 @@ class PoincareVAE(nn.Module):
 
     def __init__(self, config: PoincareVAEConfig, data_info: DataInfo):
         super().__init__()
-        self.shape = tuple(data_info.shape)
-        self.likelihood = (
-            _LIKELIHOOD_OF_KIND.get(data_info.kind, "gaussian") if config.likelihood == "auto" else config.likelihood
-        )
-        if self.likelihood == "categorical" and not data_info.num_classes:
-            raise ValueError("a categorical likelihood needs data with num_classes")
-        self.num_classes = data_info.num_classes if self.likelihood == "categorical" else None
-        input_dim = math.prod(self.shape) * (self.num_classes or 1)
+        self.adapter = DataAdapter(data_info, config.likelihood)
+        self.likelihood = self.adapter.likelihood
+        self.latent_dim = config.latent_dim
+        features = self.adapter.features
         # encoder: data -> features -> wrapped normal on the ball
-        self.encoder = _mlp([input_dim, *config.hidden], config.activation, last_activation=True)
+        self.encoder = mlp([features, *config.hidden], config.activation, last_activation=True)
         self.latent = PoincareLatent(
             config.hidden[-1], config.latent_dim, curvature=config.curvature, min_scale=config.min_scale
         )
         # decoder: log0(z) -> data parameters
-        self.decoder = _mlp([config.latent_dim, *reversed(config.hidden), input_dim], config.activation,
-                            last_activation=False)
+        self.decoder = mlp([config.latent_dim, *reversed(config.hidden), features], config.activation)
 
     def encode(self, x: Tensor) -> WrappedNormal:
         """q(z | x) for a batch of inputs."""
-        if self.num_classes:
-            x = nn.functional.one_hot(x.long(), self.num_classes).to(self.encoder[0].weight.dtype)
-        return self.latent(self.encoder(x.reshape(x.shape[0], -1)))
+        return self.latent(self.encoder(self.adapter.flatten(x, self.encoder[0].weight.dtype)))
 
     def decode(self, z: Tensor) -> Tensor:
         """Decoder output parameters for ball points ``z``, shaped like the data (plus a class axis if categorical)."""
-        out = self.decoder(self.latent.to_decoder(z))
-        if self.num_classes:
-            return out.reshape(z.shape[0], *self.shape, self.num_classes)
-        return out.reshape(z.shape[0], *self.shape)
+        return self.adapter.unflatten(self.decoder(self.latent.to_decoder(z)))
 
-    def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
-        """Encode ``batch["x"]``, take a posterior sample (the mean in eval mode) and decode it."""
-        posterior = self.encode(batch["x"])
-        z = posterior.sample() if self.training else posterior.mode()
-        return ModelOutput(recon=self.decode(z), posterior=posterior, z=z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` prior samples decoded to data space (argmax, mean or Bernoulli draw)."""
-        z = self.latent.sample_prior(n, generator=generator)
-        return decode_sample(self.decode(z), self.likelihood, generator=generator)
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` ball points from the wrapped normal prior ``WN(0, 1)``."""
+        return self.latent.sample_prior(n, generator=generator)
