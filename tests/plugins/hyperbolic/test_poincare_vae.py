@@ -133,3 +133,11 @@ def test_riemannian_sgd_settings_are_checked(registry):
     }
     with pytest.raises(ConfigError, match=r"\$\.optimizer\.params"):
         config_from_dict(document, registry)
+
+
+def test_preset_is_a_valid_config(registry):
+    from vaeforge.config import load_config
+
+    config = load_config("poincare-digits", registry)
+    assert config.model.name == "poincare_vae" and isinstance(config.model.params, PoincareVAEConfig)
+    assert config.optimizer.name == "riemannian_adam"
