@@ -138,3 +138,28 @@ def test_padic_ranking_is_zero_when_latents_follow_3adic_order_and_positive_othe
     assert loss(Out(good), {"x": ops}, Context()).item() == 0.0
     bad = digits * torch.tensor([1.0, 10.0, 100.0, 1000.0])  # sharing high digits means being close
     assert loss(Out(bad), {"x": ops}, Context()).item() > 1.0
+
+
+@pytest.mark.parametrize(("cosine", "direction"), [(-1.0, 1), (1.0, -1)])
+def test_the_learning_rate_follows_the_hypergradient(setup, cosine, direction):
+    """Steps that undershoot (gradient still along the last update) raise the rate; overshooting lowers it."""
+    model, batch, ctx = setup
+    loss = TernaryDualLoss(TernaryDualLossConfig(statenet=StateNetConfig(lr=0.05)))
+    loss._hypergradient = lambda optimizer: torch.tensor(cosine)
+    for _ in range(5):
+        out = model(batch)
+        loss(out, batch, ctx)
+        scale = loss.auxiliary_step(out, batch, ctx)["lr_scale"].item()
+    assert (scale - 1.0) * direction > 0.01
+
+
+def test_hypergradient_cosine_is_minus_one_when_the_gradient_keeps_its_direction(setup):
+    model, batch, ctx = setup
+    loss = TernaryDualLoss(TernaryDualLossConfig())
+    parameters = [p for group in ctx.optimizer.param_groups for p in group["params"]]
+    for p in parameters:
+        p.grad = torch.ones_like(p)
+    loss._hypergradient(ctx.optimizer)
+    ctx.optimizer.step()  # SGD: the update is -lr * grad
+    loss._hypergradient(ctx.optimizer)
+    assert loss._hypergradient(ctx.optimizer).item() == pytest.approx(-1.0)

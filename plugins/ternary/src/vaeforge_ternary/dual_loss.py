@@ -26,10 +26,13 @@ after every main optimizer step, with its own optimizer (the
 - the lambda corrections minimise ``sum_i lambda_i * L_i`` over the three
   objectives just computed (detached); the lambdas are renormalised to keep
   their sum, so StateNet can only shift weight between the objectives;
-- the learning-rate correction follows the hypergradient: the cosine between
-  this step's gradient and the previous update. A positive cosine (the last
-  step undershot) raises the learning rate, a negative one (overshoot)
-  lowers it. The correction multiplies the scheduled learning rate.
+- the learning-rate correction follows the hypergradient (Baydin et al.,
+  2018): the derivative of the loss by the learning rate is proportional to
+  ``g_t . u_{t-1}``, this step's gradient against the previous update, and
+  their cosine is used as the gradient of the correction. A negative cosine
+  (the gradient still points where the last step went: it undershot) raises
+  the learning rate, a positive one (it overshot) lowers it. The correction
+  multiplies the scheduled learning rate.
 """
 
 from __future__ import annotations
@@ -171,10 +174,10 @@ class TernaryDualLoss:
         if self.statenet is not None:
             d = out.posterior.mean.shape[-1]
             previous = self._previous_lambdas.to(lambdas.device) if self._previous_lambdas is not None else lambdas
-            state = torch.stack([h_a / d, h_b / d, kl_a / d, kl_b / d, grad_ratio.log(), extras["rho"].float(),
-                                 *previous]).detach()
-            lambdas, corrections = self._corrected(state)
-            lambdas = lambdas.detach()
+            state = torch.stack([h_a / d, h_b / d, kl_a / d, kl_b / d, grad_ratio.clamp_min(1e-6).log(),
+                                 extras["rho"].float(), *previous]).detach()
+            with torch.no_grad():
+                lambdas, corrections = self._corrected(state)
             if ctx.training:
                 self._pending = {"state": state, "objectives": objectives.detach()}
                 self._previous_lambdas = lambdas
@@ -216,7 +219,8 @@ class TernaryDualLoss:
         cosine = self._hypergradient(ctx.optimizer)
         lambdas, corrections = self._corrected(self._pending["state"])
         lr_scale = 1.0 + self.config.statenet.lr_bound * corrections[0]
-        objective = (lambdas * self._pending["objectives"]).sum() - cosine * lr_scale
+        # d loss / d lr is proportional to g_t . update_{t-1}: its cosine is the learning-rate head's gradient
+        objective = (lambdas * self._pending["objectives"]).sum() + cosine * lr_scale
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         self.optimizer.step()

@@ -258,6 +258,7 @@ class TernaryDualVAE(nn.Module):
     # -- controls -------------------------------------------------------------------
 
     def _epoch(self) -> float:
+        """Fractional epochs trained, from a Python mirror of ``examples_seen`` (read once after a load)."""
         if self._seen is None:
             self._seen = float(self.examples_seen)
         return self._seen / self.num_train
@@ -280,7 +281,7 @@ class TernaryDualVAE(nn.Module):
             tau_a, tau_b = temperatures(self.config.temperatures, epoch, exploring=phase == "exploration")
         else:
             tau_a = tau_b = 1.0
-        self._seen = self._epoch() * self.num_train + batch_size
+        self._seen += batch_size
         self.examples_seen.fill_(self._seen)
         return {"tau_a": tau_a, "tau_b": tau_b, "epoch": epoch}
 
