@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import torch
 from attrs import field, frozen
 from attrs.validators import ge, in_, min_len
-from torch import Tensor, nn
+from torch import Tensor
 
-from vaeforge.api import DataInfo, ModelOutput
+from vaeforge.api import DataInfo
+from vaeforge.blocks import VAE
 from vaeforge.distributions import DiagonalGaussian
 from vaeforge_ternary.models.blocks import ACTIVATIONS, TritDecoder, TritEncoder, check_data
 
@@ -31,12 +29,12 @@ class TernaryVAEConfig:
     activation: str = field(default="silu", validator=in_(ACTIVATIONS))
 
 
-class TernaryVAE(nn.Module):
+class TernaryVAE(VAE):
     """A VAE over ternary operations: ``x`` is ``[batch, 9]`` classes, the decoder gives ``[batch, 9, 3]`` logits.
 
-    ``forward`` samples z from the posterior while training and takes its mean in
-    eval mode; ``sample`` decodes prior draws by argmax, which is what the
-    coverage metric counts.
+    ``forward`` and ``sample`` come from :class:`vaeforge.blocks.VAE`: a posterior
+    sample while training, its mean in eval mode; prior draws decoded by argmax,
+    which is what the coverage metric counts.
 
     Parameters:
         config (`TernaryVAEConfig`): latent size, widths, activation.
@@ -47,6 +45,7 @@ class TernaryVAE(nn.Module):
         super().__init__()
         check_data(data_info)
         self.latent_dim = config.latent_dim
+        self.likelihood = "categorical"
         self.encoder = TritEncoder(latent_dim=config.latent_dim, hidden=list(config.encoder_hidden),
                                    act=config.activation)
         self.decoder = TritDecoder(latent_dim=config.latent_dim, hidden=list(config.decoder_hidden),
@@ -59,15 +58,3 @@ class TernaryVAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """``[batch, 9, 3]`` logits for latents ``[batch, latent_dim]``."""
         return self.decoder(z)
-
-    def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:
-        posterior = self.encode(batch["x"])
-        z = posterior.sample() if self.training else posterior.mode()
-        return ModelOutput(recon=self.decode(z), posterior=posterior, z=z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` operations ``[n, 9]``: z ~ N(0, I), decoded, argmax per position."""
-        device = self.decoder.out.weight.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z).argmax(dim=-1)
