@@ -64,6 +64,7 @@ def test_coverage_of_a_decoder_with_known_reachable_set(free):
     assert metric(Terciles(free), None, Context()) == {"coverage_20k": 3**free / NUM_OPS}
 
 
+@pytest.mark.slow
 def test_a_uniform_generator_matches_the_ideal_coverage():
     result = TernaryCoverage(CoverageConfig(recon=False))(Terciles(), None, Context())
     assert result["coverage_1M"] == 1.0
