@@ -109,6 +109,7 @@ def test_fit_logs_every_term_and_validates_each_epoch(make_trainer, tmp_path):
     for row in step_rows:
         assert row["train/loss"] == pytest.approx(row["train/mse_recon"] + 0.5 * row["train/kl"], rel=1e-5)
         assert row["time/s_per_batch"] > 0
+        assert 0 < row["train/grad_norm"] < 1e3  # the norm of the logging step's gradients
     val_rows = [r for r in rows if "val/loss" in r]
     assert [r["step"] for r in val_rows] == [8, 16]
     epoch_rows = [r for r in rows if "epoch/train/loss" in r]
@@ -118,8 +119,10 @@ def test_fit_logs_every_term_and_validates_each_epoch(make_trainer, tmp_path):
     assert (tmp_path / "run" / "samples" / "final.npy").is_file()
 
 
-def test_nan_loss_skips_exactly_that_step(make_trainer):
-    run = tiny_run(losses=[{"name": "mse_recon"}, {"name": "kl"}, {"name": "poison", "params": {"steps": [5]}}],
+@pytest.mark.parametrize("where", ["loss", "encoder"])
+def test_a_nan_loss_or_gradient_skips_exactly_that_step(make_trainer, where):
+    run = tiny_run(losses=[{"name": "mse_recon"}, {"name": "kl"},
+                           {"name": "poison", "params": {"steps": [5], "where": where}}],
                    callbacks=[{"name": "recorder"}], scheduler={"name": "warmup_cosine", "params": {"warmup_steps": 3}})
     trainer = make_trainer(run, PLUGIN)
     with warnings.catch_warnings():
@@ -256,7 +259,8 @@ def test_device_from_environment(make_trainer, monkeypatch):
 
 def test_early_stopping_ends_the_run(make_trainer):
     run = tiny_run(trainer={"epochs": 10},
-                   callbacks=[{"name": "early_stopping", "params": {"monitor": "val/loss", "patience": 1, "min_delta": 1e9}}])
+                   callbacks=[{"name": "early_stopping",
+                               "params": {"monitor": "val/loss", "patience": 1, "min_delta": 1e9}}])
     trainer = make_trainer(run)
     trainer.fit()
     assert trainer.global_step == 2 * 8  # the first epoch sets the best, the second exhausts patience
@@ -265,7 +269,8 @@ def test_early_stopping_ends_the_run(make_trainer):
 
 def test_checkpoint_callback_keeps_the_last_n_and_the_best(make_trainer, tmp_path):
     run = tiny_run(trainer={"epochs": 4},
-                   callbacks=[{"name": "checkpoint", "params": {"every_n_steps": 3, "keep_last": 2, "save_best": True}}])
+                   callbacks=[{"name": "checkpoint",
+                               "params": {"every_n_steps": 3, "keep_last": 2, "save_best": True}}])
     make_trainer(run).fit()
     root = tmp_path / "run" / "checkpoints"
     best = best_target(root)
@@ -305,5 +310,7 @@ def test_a_refused_optimizer_setting_is_a_config_error_before_any_file(vaeforge_
     config = config_from_dict(tiny_run(optimizer={"name": "adam", "params": {"betas": [0.9, 1.5]}}), registry)
     with pytest.raises(ConfigError) as error:
         run.train(config, registry, tmp_path / "run")
-    assert error.value.lines == ["$.optimizer: optimizer 'adam' (plugin 'vaeforge'): Invalid beta parameter at index 1: 1.5"]
+    assert error.value.lines == [
+        "$.optimizer: optimizer 'adam' (plugin 'vaeforge'): Invalid beta parameter at index 1: 1.5"
+    ]
     assert not (tmp_path / "run").exists()

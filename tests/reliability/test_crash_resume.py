@@ -206,7 +206,7 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_for_bit(tmp_path):
 
 def run_control(zygote: Zygote, config: Path, run_dir: Path, log: Path, rng: random.Random) -> None:
     """Train, kill -9 three times mid-run, resume each time ignoring the checkpoint's RNG states."""
-    pid, patch = zygote.start(["train", str(config), "--run-dir", str(run_dir)], log), None
+    pid = zygote.start(["train", str(config), "--run-dir", str(run_dir)], log)
     for _ in range(3):
         target, code = newest_step(run_dir) + rng.randint(10, 30), None
         while code is None and newest_step(run_dir) < target:

@@ -141,26 +141,41 @@ class MetricSink:
 
     def log_many(self, names: list[str], values: Tensor) -> None:
         """Add one observation for each name from a 1-D tensor (one device op for all)."""
+        self.log_rows(names, values.reshape(1, -1))
+
+    def log_rows(self, names: list[str], rows: Tensor) -> None:
+        """Add ``rows.shape[0]`` observations for each name from a 2-D tensor, one row per observation."""
         key = tuple(names)
-        values = values.detach()
+        total = rows.detach().sum(dim=0)
         previous = self._stacked.get(key)
-        self._stacked[key] = values if previous is None else previous + values
-        self._stacked_counts[key] = self._stacked_counts.get(key, 0) + 1
+        self._stacked[key] = total if previous is None else previous + total
+        self._stacked_counts[key] = self._stacked_counts.get(key, 0) + rows.shape[0]
 
     def compute(self) -> dict[str, float]:
-        """Means of everything logged since the last reset, as floats (one device transfer)."""
-        names = list(self._sums)
-        parts = [t.reshape(1) for n in names if isinstance(t := self._sums[n], Tensor)]
-        parts += [t / self._stacked_counts[key] for key, t in self._stacked.items()]
+        """Means of everything logged since the last reset, as floats (one device transfer).
+
+        A name logged both alone and in vectors, or in vectors of different
+        name lists, gets the mean over all its observations.
+        """
+        tensor_names = [n for n, v in self._sums.items() if isinstance(v, Tensor)]
+        parts = [self._sums[n].reshape(1) for n in tensor_names] + list(self._stacked.values())
         host = iter(torch.cat(parts).cpu().tolist()) if parts else iter(())
-        result = {}
-        for n in names:
-            value = next(host) if isinstance(self._sums[n], Tensor) else float(self._sums[n])
-            result[n] = value / self._counts[n]
-        for key in self._stacked:
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def add(name: str, total: float, count: int) -> None:
+            sums[name] = sums.get(name, 0.0) + total
+            counts[name] = counts.get(name, 0) + count
+
+        for n in tensor_names:
+            add(n, next(host), self._counts[n])
+        for n, value in self._sums.items():
+            if not isinstance(value, Tensor):
+                add(n, float(value), self._counts[n])
+        for key, count in self._stacked_counts.items():
             for n in key:
-                result[n] = next(host)
-        return result
+                add(n, next(host), count)
+        return {n: sums[n] / counts[n] for n in sums}
 
     def reset(self) -> None:
         """Forget everything logged."""

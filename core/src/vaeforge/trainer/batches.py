@@ -4,7 +4,9 @@ Every path is deterministic in ``(seed, stage, epoch)`` and can start in the
 middle of an epoch, which is what makes resuming exact:
 
 - a mapping of tensors is moved to the device once and indexed there by a
-  per-epoch permutation (no per-sample collate);
+  per-epoch permutation (no per-sample collate): data up to
+  :data:`EPOCH_COPY_BYTES` is gathered into a permuted copy once per epoch and
+  every batch is a view of it, larger data is gathered batch by batch;
 - a map-style ``Dataset`` goes through a ``DataLoader`` (workers, pinned
   memory) whose batch sampler yields the same kind of permutation;
 - an ``IterableDataset`` is batched by a ``DataLoader``; resuming skips the
@@ -24,6 +26,9 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subs
 from vaeforge.config import DataConfig
 
 Batch = dict[str, Tensor]
+
+EPOCH_COPY_BYTES = 256 * 2**20
+"""In-memory training data up to this size is permuted once per epoch and batched as views."""
 
 
 def epoch_seed(seed: int, stage: int, epoch: int) -> int:
@@ -83,6 +88,7 @@ class TrainBatches:
                 keep = torch.randperm(lengths.pop(), generator=torch.Generator().manual_seed(seed))[: config.subset]
                 tensors = {k: v[keep.sort().values] for k, v in tensors.items()}
             self.tensors = {k: v.to(device) for k, v in tensors.items()}
+            self.nbytes = sum(v.numel() * v.element_size() for v in self.tensors.values())
             self.num_examples: int | None = len(next(iter(self.tensors.values())))
         elif isinstance(data, IterableDataset):
             self.dataset = data
@@ -135,12 +141,16 @@ class TrainBatches:
         size = self.config.batch_size
         contiguous = not self.config.shuffle and self.world_size == 1
         order = None if contiguous else self._order(seed).to(self.device)
+        tensors = self.tensors
+        if order is not None and self.nbytes <= EPOCH_COPY_BYTES:
+            # one gather per tensor per epoch; every batch is then a view (no per-step gather)
+            tensors, order = {k: v[order] for k, v in tensors.items()}, None
         for b in range(start, self.steps_per_epoch or 0):
             if order is None:
-                yield {k: v[b * size : (b + 1) * size] for k, v in self.tensors.items()}
+                yield {k: v[b * size : (b + 1) * size] for k, v in tensors.items()}
             else:
                 index = order[b * size : (b + 1) * size]
-                yield {k: v[index] for k, v in self.tensors.items()}
+                yield {k: v[index] for k, v in tensors.items()}
 
     def _loader_kwargs(self) -> dict[str, Any]:
         return {

@@ -65,7 +65,8 @@ class LossComposer:
                     values[f"{t.name}/{key}"] = sub
                 value = torch.stack([v.float() for v in value.values()]).sum()
             values[t.name] = value
-            weighted = value * ctx.weights[t.name]
+            weight = ctx.weights[t.name]
+            weighted = value if weight == 1.0 else value * weight  # no op for the common unit weight
             total = weighted if total is None else total + weighted
         assert total is not None, "a run has at least one loss term"
         return LossResult(total=total, terms=values)
@@ -74,7 +75,8 @@ class LossComposer:
     def stack(result: LossResult, *extra: Tensor) -> Tensor:
         """``[total, *terms, *extra]`` detached as one float32 vector (one device op)."""
         parts = [result.total, *result.terms.values(), *extra]
-        return torch.stack([p.detach() if p.dtype == torch.float32 else p.detach().float() for p in parts])
+        with torch.no_grad():
+            return torch.stack([p if p.dtype == torch.float32 else p.float() for p in parts])
 
     @staticmethod
     def names(result: LossResult, split: str, *extra: str) -> list[str]:

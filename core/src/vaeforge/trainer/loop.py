@@ -37,7 +37,9 @@ from vaeforge.trainer.batches import TrainBatches, validation_batches
 from vaeforge.trainer.composer import LossComposer, WeightedTerm, unique_names
 from vaeforge.trainer.devices import Precision, select_device
 from vaeforge.trainer.ema import EMA
+from vaeforge.trainer.numerics import NonFiniteCheck, first_nonfinite_module, first_nonfinite_parameter
 from vaeforge.trainer.observers import Observers
+from vaeforge.trainer.step_stats import TrainStepStats
 
 log = logging.getLogger("vaeforge")
 
@@ -97,6 +99,8 @@ class Trainer:
         self.step_metrics = MetricSink()
         self.epoch_metrics = MetricSink()
         self.ctx.metrics = self.step_metrics
+        self.train_stats = TrainStepStats(self.step_metrics)
+        self.nonfinite = NonFiniteCheck(self.device)
         self.metrics: dict[str, float] = {}
         self.global_step = 0
         self.stage_index = 0
@@ -330,13 +334,18 @@ class Trainer:
             scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self._trainable if p.grad is not None]
         clip = self.config.trainer.grad_clip
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        if clip:
-            torch.nn.utils.clip_grads_with_norm_(self._trainable, clip, grad_norm)
-        # the loss, every term and the gradient norm in one vector: checked together, logged together
-        stats = self.composer.stack(result, grad_norm)
-        finite = torch.isfinite(stats).all()
-        if self.dist.all_true(finite) if self.dist else bool(finite):  # the one host sync per step
+        logs_next = (self.global_step + 1) % self.config.trainer.log_every_n_steps == 0
+        if clip or logs_next:  # the norm costs a pass over the gradients: only when clipping or logging it
+            grad_norm = torch.nn.utils.get_total_norm(grads)
+        # the loss, its terms and the gradients checked in one fused pass, read with one host sync
+        values = [result.total, *result.terms.values()]
+        flag = self.nonfinite([*grads, *values])
+        finite = self.dist.all_true(flag == 0) if self.dist else flag.item() == 0.0
+        if finite:
+            if clip:
+                torch.nn.utils.clip_grads_with_norm_(self._trainable, clip, grad_norm)
+            if logs_next:
+                ctx.metrics.log("train/grad_norm", grad_norm)
             if scaler:
                 scaler.step(self.optimizer)
                 scaler.update()
@@ -351,7 +360,7 @@ class Trainer:
                     for key, value in weighted.term.auxiliary_step(out, batch, ctx).items():
                         ctx.log(f"{weighted.name}/{key}", value)
             self.consecutive_skips = 0
-            ctx.metrics.log_many(self.composer.names(result, "train", "train/grad_norm"), stats)
+            self.train_stats.add(self.composer.names(result, "train"), values)
         else:
             self._skip_step()
         return result
@@ -359,6 +368,7 @@ class Trainer:
     def _skip_step(self) -> None:
         assert self.optimizer is not None
         bad_module = first_nonfinite_module(self.model)
+        self.nonfinite.reset()
         self.optimizer.zero_grad(set_to_none=True)
         if self.precision.scaler:
             self.precision.scaler.update()
@@ -399,6 +409,7 @@ class Trainer:
     # -- metrics, validation, epoch end ---------------------------------------------------
 
     def _log_step_metrics(self) -> None:
+        self.train_stats.flush()
         metrics = self.step_metrics.compute()
         self.step_metrics.reset()
         if self.dist and metrics:  # the mean over ranks, in an order every rank agrees on
@@ -479,6 +490,7 @@ class Trainer:
 
     def _end_epoch(self, stage: Stage) -> bool:
         """Validation and bookkeeping at the end of an epoch; True when the stage should end."""
+        self.train_stats.flush()
         if self.step_metrics:
             self._log_step_metrics()
         epoch_metrics = {f"epoch/{k}": v for k, v in self.epoch_metrics.compute().items()}
@@ -588,7 +600,9 @@ class Trainer:
         """Everything but the model and EMA weights that a resume needs.
 
         :param rng: :meth:`_rng_states` output; this process's states when omitted.
+        Pending training-step rows are added to the step metrics first, so they are saved.
         """
+        self.train_stats.flush()
         return {
             "progress": {
                 "global_step": self.global_step,
@@ -711,25 +725,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def first_nonfinite_module(model: nn.Module) -> str | None:
-    """The module owning the first parameter (in definition order) whose gradient is non-finite."""
-    for name, parameter in model.named_parameters():
-        if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
-            return name.rpartition(".")[0] or name
-    return None
-
-
-def first_nonfinite_parameter(model: nn.Module) -> str | None:
-    """The first parameter holding a non-finite value, if any."""
-    for name, parameter in model.named_parameters():
-        if not torch.isfinite(parameter).all():
-            return name
-    return None
-
-
 def prune_checkpoints(folder: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` step checkpoints directly inside ``folder`` (never ``best``'s)."""
     best = ckpt.best_target(Path(folder)) or ckpt.best_target(Path(folder).parent)
     ckpt.prune_checkpoints(folder, keep_last, protect=best)
 
-__all__ = ["Trainer", "first_nonfinite_module", "prune_checkpoints", "seed_everything"]
+__all__ = ["Trainer", "prune_checkpoints", "seed_everything"]

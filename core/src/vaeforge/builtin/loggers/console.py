@@ -96,8 +96,7 @@ class ConsoleLogger(Logger):
             self.postfix["patience"] = str(trainer.ctx.values["patience"])
         if self.bar is not None:
             self._refresh()
-            self.bar.refresh()
-            self.close_bar()
+            self.close_bar()  # closing draws the bar's final state and leaves it on its line
         elif self.config.epoch_lines:
             shown = {k: v for k, v in metrics.items() if k.count("/") == 1 and not k.startswith("time/")}
             text = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(shown.items()))
