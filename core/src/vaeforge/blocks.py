@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from vaeforge.api import DataInfo, ModelOutput
 from vaeforge.distributions import decode_sample
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-"""Activation names a model config may use."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
+}
+"""Activation names a model config may use (``leaky_relu`` has torch's default slope, 0.01)."""
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "categorical")
 """Likelihood names a model config may use; ``auto`` follows the data kind."""

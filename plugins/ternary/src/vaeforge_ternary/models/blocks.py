@@ -1,5 +1,7 @@
 """Building blocks shared by the ternary models: one-hot MLP encoder, categorical decoder.
 
+Activations and plain MLPs come from :mod:`vaeforge.blocks`.
+
 Every model here reads an operation as 9 one-hot trits (27 inputs) and
 decodes to ``[batch, 9, 3]`` logits.
 """
@@ -10,27 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaeforge.api import DataInfo
+from vaeforge.blocks import ACTIVATIONS, mlp
 from vaeforge.distributions import DiagonalGaussian
 from vaeforge_ternary.ops import NUM_CLASSES, NUM_TRITS
 
-ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "leaky_relu")
 INPUT_DIM = NUM_TRITS * NUM_CLASSES
-
-
-def activation(name: str) -> nn.Module:
-    """A fresh activation module by name (one of :data:`ACTIVATIONS`)."""
-    return {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-            "leaky_relu": lambda: nn.LeakyReLU(0.1)}[name]()
-
-
-def mlp(sizes: list[int], act: str) -> nn.Sequential:
-    """Linear layers of the given sizes with ``act`` between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if index < len(sizes) - 2:
-            layers.append(activation(act))
-    return nn.Sequential(*layers)
 
 
 class TritEncoder(nn.Module):
@@ -70,7 +56,7 @@ class TritDecoder(nn.Module):
         sizes = [latent_dim, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.skips = [residual and a == b and i > 0 for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-        self.act = activation(act)
+        self.act = ACTIVATIONS[act]()
         self.out = nn.Linear(sizes[-1], INPUT_DIM)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -35,8 +35,9 @@ from attrs.validators import ge, gt, in_, le, min_len
 from torch import Tensor, nn
 
 from vaeforge.api import DataInfo, ModelOutput
+from vaeforge.blocks import ACTIVATIONS
 from vaeforge.distributions import DiagonalGaussian
-from vaeforge_ternary.models.blocks import ACTIVATIONS, TritDecoder, TritEncoder, check_data
+from vaeforge_ternary.models.blocks import TritDecoder, TritEncoder, check_data
 
 
 @frozen(kw_only=True)
@@ -121,7 +122,7 @@ class TernaryDualVAEConfig:
     b_encoder_hidden: list[int] = field(factory=lambda: [256, 128], validator=min_len(1))
     b_decoder_hidden: list[int] = field(factory=lambda: [120, 120, 120], validator=min_len(1))
     b_residual: bool = True
-    activation: str = field(default="silu", validator=in_(ACTIVATIONS))
+    activation: str = field(default="silu", validator=in_(list(ACTIVATIONS)))
     cross_injection: bool = True
     rho: RhoPhasesConfig = field(factory=RhoPhasesConfig)
     temperature: bool = True

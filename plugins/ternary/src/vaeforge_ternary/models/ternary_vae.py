@@ -7,9 +7,9 @@ from attrs.validators import ge, in_, min_len
 from torch import Tensor
 
 from vaeforge.api import DataInfo
-from vaeforge.blocks import VAE
+from vaeforge.blocks import ACTIVATIONS, VAE
 from vaeforge.distributions import DiagonalGaussian
-from vaeforge_ternary.models.blocks import ACTIVATIONS, TritDecoder, TritEncoder, check_data
+from vaeforge_ternary.models.blocks import TritDecoder, TritEncoder, check_data
 
 
 @frozen(kw_only=True)
@@ -26,7 +26,7 @@ class TernaryVAEConfig:
     latent_dim: int = field(default=32, validator=ge(1))
     encoder_hidden: list[int] = field(factory=lambda: [256, 256], validator=min_len(1))
     decoder_hidden: list[int] = field(factory=lambda: [256, 256], validator=min_len(1))
-    activation: str = field(default="silu", validator=in_(ACTIVATIONS))
+    activation: str = field(default="silu", validator=in_(list(ACTIVATIONS)))
 
 
 class TernaryVAE(VAE):
