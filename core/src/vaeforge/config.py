@@ -840,6 +840,9 @@ def load_config(target: str | Path, registry: Registry, overrides: Sequence[str]
         apply_overrides(source, overrides)
     except ConfigError as exc:
         problems = exc.lines
+    hint = _missing_plugin_hint(target, source, registry)
+    if hint is not None:
+        raise ConfigError([*problems, hint])
     try:
         config = structure_run(source, registry)
     except ConfigError as exc:
@@ -847,6 +850,78 @@ def load_config(target: str | Path, registry: Registry, overrides: Sequence[str]
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _missing_plugin_hint(target: str | Path, source: Source, registry: Registry) -> str | None:
+    """One line for a preset whose components come from an optional dependency that is not loaded.
+
+    Applies when ``target`` is a registered preset (not a file), some component
+    names the preset itself writes (not an override) are unknown, and the
+    distribution of the preset's plugin declares an extra whose vaeforge plugin
+    is not installed, was disabled, or failed to load. Otherwise None, and the
+    usual per-component errors are reported.
+    """
+    if Path(target).is_file() or ("preset", str(target)) not in registry:
+        return None
+    missing: list[str] = []
+    for kind, path, spec in _component_sites(source.document):
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        if (isinstance(name, str) and (kind, name) not in registry and source._override(path) is None
+                and f"{kind} {name!r}" not in missing):
+            missing.append(f"{kind.replace('_', ' ')} {name!r}")
+    if not missing:
+        return None
+    preset = registry.get("preset", str(target))
+    found = _unloaded_extras(preset.plugin, registry)
+    if found is None or not found[1]:
+        return None
+    distribution, extras = found
+    needs = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+    names = ",".join(sorted({extra for extra, _ in extras}))
+    states = "; ".join(dict.fromkeys(state for _, state in extras))
+    return (f"preset {preset.name!r} needs {needs}, which no loaded plugin provides; the preset's package "
+            f"{distribution} has an optional dependency that is missing: pip install '{distribution}[{names}]' "
+            f"({states})")
+
+
+def _unloaded_extras(plugin: str, registry: Registry) -> tuple[str, list[tuple[str, str]]] | None:
+    """The distribution of entry point ``plugin`` and its extras whose vaeforge plugin is not loaded.
+
+    Each extra comes with why its plugin is missing (not installed, not
+    loaded, failed). Requirements that are installed but declare no vaeforge
+    entry point are not plugins and are skipped.
+    """
+    from importlib import metadata
+
+    from vaeforge.plugins import ENTRY_POINT_GROUP
+
+    owner = next((ep.dist for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == plugin), None)
+    if owner is None:
+        return None
+    loaded = {component.plugin for component in registry.components()}
+    extras: list[tuple[str, str]] = []
+    for requirement in owner.requires or []:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)", requirement)
+        extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", match.group(2)) if match else None
+        if match is None or extra is None:
+            continue
+        name = match.group(1)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            extras.append((extra.group(1), f"{name} is not installed"))
+            continue
+        plugins = [ep.name for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        if not plugins or loaded.intersection(plugins):
+            continue
+        failed = next((registry.failures[p] for p in plugins if p in registry.failures), None)
+        if failed is not None:
+            state = f"{name} {dist.version} is installed, but its plugin {failed.name!r} failed to load: {failed.error}"
+        else:
+            state = (f"{name} {dist.version} is installed, but its plugin {plugins[0]!r} is not loaded: "
+                     "see VAEFORGE_PLUGINS, VAEFORGE_DISABLE_PLUGINS and VAEFORGE_DISABLE_PLUGIN_AUTOLOAD")
+        extras.append((extra.group(1), state))
+    return owner.name, extras
 
 
 def config_from_dict(document: Mapping[str, Any], registry: Registry, origin: str = "<dict>") -> RunConfig:
