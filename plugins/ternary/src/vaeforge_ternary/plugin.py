@@ -56,3 +56,4 @@ def register_callbacks(register):
 def register_presets(register):
     register("ternary", PRESETS / "ternary.yaml")
     register("ternary-dual", PRESETS / "ternary-dual.yaml")
+    register("ternary-hyperbolic", PRESETS / "ternary-hyperbolic.yaml")
