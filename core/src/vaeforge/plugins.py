@@ -238,6 +238,42 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def unloaded_extras(plugin: str, registry: Registry) -> tuple[str, list[tuple[str, str]]] | None:
+    """The distribution of entry point ``plugin`` and its extras whose vaeforge plugin is not loaded.
+
+    Each extra comes with why its plugin is missing (not installed, not
+    loaded, failed). Requirements that are installed but declare no vaeforge
+    entry point are not plugins and are skipped.
+    """
+    owner = next((ep.dist for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == plugin), None)
+    if owner is None:
+        return None
+    loaded = {component.plugin for component in registry.components()}
+    extras: list[tuple[str, str]] = []
+    for requirement in owner.requires or []:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)", requirement)
+        extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", match.group(2)) if match else None
+        if match is None or extra is None:
+            continue
+        name = match.group(1)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            extras.append((extra.group(1), f"{name} is not installed"))
+            continue
+        plugins = [ep.name for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        if not plugins or loaded.intersection(plugins):
+            continue
+        failed = next((registry.failures[p] for p in plugins if p in registry.failures), None)
+        if failed is not None:
+            state = f"{name} {dist.version} is installed, but its plugin {failed.name!r} failed to load: {failed.error}"
+        else:
+            state = (f"{name} {dist.version} is installed, but its plugin {plugins[0]!r} is not loaded: "
+                     "see VAEFORGE_PLUGINS, VAEFORGE_DISABLE_PLUGINS and VAEFORGE_DISABLE_PLUGIN_AUTOLOAD")
+        extras.append((extra.group(1), state))
+    return owner.name, extras
+
+
 __all__ = [
     "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
@@ -248,4 +284,6 @@ __all__ = [
     "load_entry_points",
     "load_registry",
     "make_plugin_manager",
+    "unloaded_extras",
 ]
+
