@@ -448,6 +448,8 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         """One pass over the validation split with the evaluation model; logs ``val/*``."""
         assert self.composer is not None
+        if not self.val_batches and not self.metric_fns:
+            return {}  # nothing to validate: leave the model in training mode
         model = self.eval_model()
         model.eval()
         saved_split, saved_metrics = self.ctx.split, self.ctx.metrics

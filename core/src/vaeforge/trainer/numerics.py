@@ -1,4 +1,4 @@
-"""Numeric checks of a training step: non-finite values, the gradient norm, where things went wrong."""
+"""Numeric checks of a training step: is anything non-finite, and where."""
 
 from __future__ import annotations
 
@@ -21,16 +21,22 @@ class NonFiniteCheck:
         self._found = torch.zeros(1, device=device)
         self._unit = torch.ones(1, device=device)
         self.flag = self._found[0]
+        self._grouped = False
 
-    @torch.no_grad()
     def __call__(self, tensors: list[Tensor]) -> Tensor:
         """Check ``tensors`` (gradients, loss values); returns :attr:`flag`."""
-        groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        if not self._grouped:
+            try:  # the usual case, everything on this device: one call, no Python loop over the tensors
+                torch._amp_foreach_non_finite_check_and_unscale_(tensors, self._found, self._unit)
+                return self.flag
+            except (RuntimeError, NotImplementedError):  # sparse or other-device tensors: group from now on
+                self._grouped = True
+        groups: dict[torch.device, list[Tensor]] = {}
         for tensor in tensors:
             if tensor.is_sparse:
                 tensor = tensor.coalesce().values()
-            groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
-        for (device, _), group in groups.items():
+            groups.setdefault(tensor.device, []).append(tensor.detach())
+        for device, group in groups.items():
             if device == self.device:
                 torch._amp_foreach_non_finite_check_and_unscale_(group, self._found, self._unit)
             else:
