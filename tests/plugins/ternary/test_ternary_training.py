@@ -18,7 +18,7 @@ SMALL_METRIC = "metrics=[{name: ternary_coverage, params: {samples: [20000]}}]"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["ternary", "ternary-dual"])
+@pytest.mark.parametrize("preset", ["ternary", "ternary-dual", "ternary-hyperbolic"])
 def test_preset_trains_through_the_cli(preset, tmp_path):
     folder = tmp_path / "run"
     command = [sys.executable, "-m", "vaeforge", "train", preset, "--run-dir", str(folder),
