@@ -78,6 +78,7 @@ class TrainBatches:
         self.config, self.seed, self.device = config, seed, device
         self.rank, self.world_size = shard
         self.tensors: Batch | None = None
+        self.nbytes = 0  # of the in-memory tensors
         self.dataset: Any = None
         if isinstance(data, Mapping):
             tensors = {k: torch.as_tensor(v) for k, v in data.items()}

@@ -72,16 +72,16 @@ class LossComposer:
         return LossResult(total=total, terms=values)
 
     @staticmethod
-    def stack(result: LossResult, *extra: Tensor) -> Tensor:
-        """``[total, *terms, *extra]`` detached as one float32 vector (one device op)."""
-        parts = [result.total, *result.terms.values(), *extra]
+    def stack(result: LossResult) -> Tensor:
+        """``[total, *terms]`` detached as one float32 vector (one device op)."""
+        parts = [result.total, *result.terms.values()]
         with torch.no_grad():
             return torch.stack([p if p.dtype == torch.float32 else p.float() for p in parts])
 
     @staticmethod
-    def names(result: LossResult, split: str, *extra: str) -> list[str]:
-        """Metric names matching :meth:`stack`: ``<split>/loss``, ``<split>/<term>``, then ``extra``."""
-        return [f"{split}/loss", *(f"{split}/{n}" for n in result.terms), *extra]
+    def names(result: LossResult, split: str) -> list[str]:
+        """Metric names matching :meth:`stack`: ``<split>/loss``, then ``<split>/<term>``."""
+        return [f"{split}/loss", *(f"{split}/{n}" for n in result.terms)]
 
     def log(self, result: LossResult, ctx: Context) -> None:
         """Log the total as ``<split>/loss`` and every term as ``<split>/<term>``."""
